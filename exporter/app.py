@@ -1,0 +1,147 @@
+"""Wires config, store, scheduler, collector and web server together; reloads and signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import CollectorRegistry
+
+from exporter.config import Config, ConfigError, load_config
+from exporter.metrics import ExporterCollector
+from exporter.scheduler import ProbeFn, Scheduler
+from exporter.store import RelayInfo, ResultStore
+from exporter.web import WebServer
+
+__all__ = ["App", "relay_infos"]
+
+log = logging.getLogger(__name__)
+
+
+def relay_infos(config: Config) -> list[RelayInfo]:
+    """The static facts of each relay that labels and the status page show."""
+    return [
+        RelayInfo(
+            name=r.name,
+            host=r.host,
+            port=r.port,
+            tls=r.tls.value,
+            auth=r.auth.mechanism.value,
+            preset=r.preset or "",
+            tls_verify=r.tls_verify,
+            expect=r.expect.value if r.expect else "",
+            oauth2=r.auth.oauth2 is not None,
+        )
+        for r in config.relays
+    ]
+
+
+class App:
+    """The running exporter. ``start`` raises ConfigError if the first config is invalid."""
+
+    def __init__(
+        self,
+        config_path: str,
+        *,
+        listen: tuple[str, int] = ("", 9925),
+        registry: CollectorRegistry | None = None,
+        environ: Mapping[str, str] | None = None,
+        probe: ProbeFn | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.listen = listen
+        self.environ = environ
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.store = ResultStore()
+        self.scheduler = Scheduler(self.store) if probe is None else Scheduler(
+            self.store, probe=probe
+        )
+        self.config: Config | None = None
+        self.web: WebServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reload_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    def _load(self) -> Config:
+        return load_config(self.config_path, environ=self.environ)
+
+    def _adopt(self, config: Config) -> None:
+        self.store.configure(
+            relay_infos(config),
+            warnings=[str(w) for w in config.warnings],
+            source=os.path.abspath(self.config_path),
+        )
+        self.scheduler.apply(config)
+        self.config = config
+        for warning in config.warnings:
+            log.warning("config warning", extra={"problem": str(warning)})
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._adopt(await asyncio.to_thread(self._load))
+        self.registry.register(ExporterCollector(self.store.snapshot))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.web = WebServer(
+            self.listen,
+            registry=self.registry,
+            snapshot=self.store.snapshot,
+            reload=self.reload_from_thread,
+            ready=lambda: self.config is not None and not self._stopping.is_set(),
+        )
+        self.web.start()
+        assert self.config is not None
+        log.info(
+            "exporter started",
+            extra={"listen": f"{self.listen[0] or '*'}:{self.web.port}",
+                   "relays": len(self.config.relays)},
+        )
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load the config file again; an invalid file is refused and the old one keeps running."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(self._load)
+            except ConfigError as exc:
+                self.store.reload_failed()
+                for problem in exc.problems:
+                    log.error("config reload refused", extra={"problem": str(problem)})
+                return False, "config reload refused, the previous config keeps running:\n" + str(
+                    exc
+                )
+            self._adopt(config)
+            log.info("config reloaded", extra={"relays": len(config.relays)})
+            return True, f"config reloaded: {len(config.relays)} relays"
+
+    def reload_from_thread(self) -> tuple[bool, str]:
+        """For the HTTP thread: run ``reload`` on the event loop and wait for its answer."""
+        if self._loop is None:
+            return False, "not started"
+        future = asyncio.run_coroutine_threadsafe(self.reload(), self._loop)
+        return future.result(timeout=60)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self.scheduler.stop()
+        if self.web is not None:
+            await asyncio.to_thread(self.web.stop)
+        log.info("exporter stopped")

@@ -1,0 +1,228 @@
+"""Command line: ``run``, ``check-config``, ``probe`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, RelayConfig, load_config, parse_duration
+from exporter.logs import LEVELS, setup_logging
+from exporter.probes.smtp import probe_relay
+from exporter.report import format_table, result_to_dict
+from exporter.results import RelayResult
+from exporter.scheduler import token_source_for
+from exporter.web import parse_listen_address
+
+__all__ = ["DEFAULT_PORT", "main"]
+
+DEFAULT_PORT = 9925
+
+
+def _add_common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    if config:
+        p.add_argument("--config.file", dest="config_file", default="config.yaml",
+                       metavar="FILE", help="configuration file (default: config.yaml)")
+    p.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
+    p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"],
+                   default="logfmt")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smtp-canary-exporter",
+        description="Prometheus exporter and synthetic probe for outgoing mail relays.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the exporter daemon")
+    _add_common(run)
+    run.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
+                     metavar="HOST:PORT", help=f"where to serve (default: :{DEFAULT_PORT})")
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    _add_common(check)
+
+    probe = sub.add_parser("probe", help="probe relays once and print the results")
+    _add_common(probe)
+    probe.add_argument("--relay", action="append", metavar="NAME",
+                       help="probe only this relay (repeatable)")
+    probe.add_argument("--output", choices=["text", "json"], default="text")
+    probe.add_argument("--transcript", action="store_true",
+                       help="print the SMTP conversation of every relay, not only failures")
+
+    demo = sub.add_parser("demo", help="run against an embedded loopback relay")
+    _add_common(demo, config=False)
+    demo.add_argument("--web.listen-address", dest="listen",
+                      default=f"127.0.0.1:{DEFAULT_PORT}", metavar="HOST:PORT",
+                      help=f"where to serve (default: 127.0.0.1:{DEFAULT_PORT})")
+    demo.add_argument("--demo.interval", dest="interval", default="10s",
+                      help="how often the demo relays are probed (default: 10s)")
+    return parser
+
+
+def _print_problems(exc: ConfigError) -> None:
+    for problem in exc.problems:
+        print(f"error: {problem}", file=sys.stderr)
+
+
+def _load_or_report(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.config_file)
+    if config is None:
+        print(f"{args.config_file}: invalid", file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.config_file}: OK, {len(config.relays)} relays")
+    return 0
+
+
+async def _probe_all(config: Config, names: Sequence[str] | None) -> list[RelayResult]:
+    relays = [r for r in config.relays if names is None or r.name in names]
+    sem = asyncio.Semaphore(config.max_concurrent_probes)
+
+    async def one(relay: RelayConfig) -> RelayResult:
+        async with sem:
+            return await probe_relay(
+                relay,
+                nameservers=config.dns.nameservers,
+                token_source=token_source_for(relay.auth, ca_file=relay.ca_file),
+            )
+
+    return list(await asyncio.gather(*(one(r) for r in relays)))
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.config_file)
+    if config is None:
+        return 2
+    names = args.relay
+    if names:
+        known = {r.name for r in config.relays}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            print(f"error: --relay {', '.join(unknown)}: no such relay; configured: "
+                  f"{', '.join(sorted(known))}", file=sys.stderr)
+            return 2
+    results = asyncio.run(_probe_all(config, names))
+    if args.output == "json":
+        print(json.dumps([result_to_dict(r) for r in results], indent=2))
+    else:
+        sys.stdout.write(format_table(results, transcript=args.transcript))
+    return 0 if all(r.success for r in results) else 1
+
+
+async def _serve(app_path: str, listen: tuple[str, int]) -> int:
+    from exporter.app import App
+
+    app = App(app_path, listen=listen)
+    try:
+        await app.start()
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    app.install_signal_handlers()
+    try:
+        await app.wait()
+    finally:
+        await app.stop()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        listen = parse_listen_address(args.listen)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(args.config_file, listen))
+    except OSError as exc:
+        print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+async def _demo(listen: tuple[str, int], interval: float) -> int:
+    import secrets as pysecrets
+
+    from exporter.app import App
+    from exporter.demo import PASSWORD_ENV, WRONG_PASSWORD_ENV, DemoRelay, write_demo_config
+
+    with tempfile.TemporaryDirectory(prefix="smtp-canary-demo-") as tmp:
+        relay = DemoRelay(Path(tmp))
+        await relay.start()
+        os.environ[PASSWORD_ENV] = relay.password
+        os.environ[WRONG_PASSWORD_ENV] = "not-" + pysecrets.token_urlsafe(8)
+        config_path = Path(tmp) / "config.yaml"
+        write_demo_config(relay, config_path, interval=interval)
+        app = App(str(config_path), listen=listen)
+        try:
+            await app.start()
+        except ConfigError as exc:
+            _print_problems(exc)
+            return 1
+        assert app.web is not None
+        host = listen[0] if listen[0] not in ("", "::", "0.0.0.0") else "127.0.0.1"  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        base = f"http://{host}:{app.web.port}"
+        print(f"demo relay: STARTTLS on 127.0.0.1:{relay.starttls_port}, implicit TLS on "
+              f"127.0.0.1:{relay.implicit_port}", flush=True)
+        print(f"config:     {config_path}", flush=True)
+        print(f"metrics:    {base}/metrics", flush=True)
+        print(f"status:     {base}/", flush=True)
+        print("Ctrl-C stops the demo.", flush=True)
+        app.install_signal_handlers()
+        try:
+            await app.wait()
+        finally:
+            await app.stop()
+            await relay.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        listen = parse_listen_address(args.listen)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        interval = parse_duration(args.interval)
+    except ValueError as exc:
+        print(f"error: --demo.interval: {exc}", file=sys.stderr)
+        return 2
+    if interval < 1:
+        print("error: --demo.interval: use at least 1s", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_demo(listen, interval))
+    except OSError as exc:
+        print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
+              "choose another with --web.listen-address", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    commands = {"run": cmd_run, "check-config": cmd_check_config, "probe": cmd_probe,
+                "demo": cmd_demo}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,154 @@
+"""One loop per relay, each on its own interval with jitter, under a global concurrency limit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from exporter.config import AuthConfig, AuthMechanism, Config, RelayConfig
+from exporter.oauth2 import RefreshingTokenSource, StaticTokenSource, TokenSource
+from exporter.probes.smtp import probe_relay
+from exporter.results import HINTS, Reason, RelayResult
+from exporter.store import ResultStore
+
+__all__ = ["ProbeFn", "Scheduler", "token_source_for"]
+
+log = logging.getLogger(__name__)
+
+ProbeFn = Callable[..., Awaitable[RelayResult]]
+# The first probe of each relay starts at a random point of this window (or of its interval,
+# if shorter), so a fresh start does not fire every probe at once.
+FIRST_SPREAD = 10.0
+# Each later start moves by up to this share of the interval, so relays drift apart.
+JITTER = 0.05
+
+
+def token_source_for(auth: AuthConfig, *, ca_file: str | None = None) -> TokenSource | None:
+    """The token source an XOAUTH2 relay or mailbox uses, or None for other mechanisms."""
+    if auth.mechanism is not AuthMechanism.XOAUTH2:
+        return None
+    if auth.token is not None:
+        return StaticTokenSource(auth.token)
+    if auth.oauth2 is None:
+        return None
+    o = auth.oauth2
+    return RefreshingTokenSource(
+        token_url=o.token_url,
+        client_id=o.client_id,
+        client_secret=o.client_secret,
+        refresh_token=o.refresh_token,
+        scope=o.scope,
+        grant_type=o.grant_type,
+        ca_file=ca_file,
+    )
+
+
+@dataclass
+class _Job:
+    relay: RelayConfig
+    task: asyncio.Task[None]
+    tokens: TokenSource | None
+
+
+class Scheduler:
+    """Keeps exactly one probe loop per configured relay; ``apply`` reconciles on reload."""
+
+    def __init__(self, store: ResultStore, *, probe: ProbeFn = probe_relay) -> None:
+        self._store = store
+        self._probe = probe
+        self._jobs: dict[str, _Job] = {}
+        self._sem = asyncio.Semaphore(64)
+        self._limit = 64
+        self._nameservers: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def relays(self) -> list[str]:
+        return sorted(self._jobs)
+
+    def apply(self, config: Config) -> None:
+        """Start loops for new or changed relays, stop those removed; unchanged ones keep time."""
+        if config.max_concurrent_probes != self._limit:
+            self._limit = config.max_concurrent_probes
+            self._sem = asyncio.Semaphore(self._limit)
+        restart_all = config.dns.nameservers != self._nameservers
+        self._nameservers = config.dns.nameservers
+        wanted = {r.name: r for r in config.relays}
+        for name in list(self._jobs):
+            job = self._jobs[name]
+            if name not in wanted or wanted[name] != job.relay or restart_all:
+                job.task.cancel()
+                del self._jobs[name]
+        for name, relay in wanted.items():
+            if name not in self._jobs:
+                tokens = token_source_for(relay.auth, ca_file=relay.ca_file)
+                task = asyncio.create_task(self._loop(relay, tokens), name=f"probe:{name}")
+                self._jobs[name] = _Job(relay, task, tokens)
+
+    async def stop(self) -> None:
+        tasks = [job.task for job in self._jobs.values()]
+        self._jobs.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _loop(self, relay: RelayConfig, tokens: TokenSource | None) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + random.uniform(0, min(relay.interval, FIRST_SPREAD))
+        previous: RelayResult | None = None
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            async with self._sem:
+                result = await self._run(relay, tokens)
+            self._store.record(result)
+            _log_result(result, previous)
+            previous = result
+            jitter = random.uniform(-JITTER, JITTER) * relay.interval
+            due += relay.interval + jitter
+            if due < loop.time():  # fell behind (a long probe, a suspended host): skip, not burst
+                due = loop.time() + relay.interval
+
+    async def _run(self, relay: RelayConfig, tokens: TokenSource | None) -> RelayResult:
+        started = time.time()
+        try:
+            result = await self._probe(relay, nameservers=self._nameservers, token_source=tokens)
+        except Exception as exc:  # a bug in the exporter, not a failure of the relay
+            log.exception("probe crashed", extra={"relay": relay.name})
+            result = RelayResult(
+                relay=relay.name,
+                success=False,
+                started_at=started,
+                duration=time.time() - started,
+                reason=Reason.PROTOCOL_ERROR,
+                hint=HINTS[Reason.PROTOCOL_ERROR],
+                detail=f"exporter error: {type(exc).__name__}",
+            )
+        if isinstance(tokens, RefreshingTokenSource):
+            self._store.record_token(
+                relay.name,
+                expires_at=tokens.expires_at,
+                failures=tokens.refresh_failures,
+                error=tokens.last_error,
+            )
+        return result
+
+
+def _log_result(result: RelayResult, previous: RelayResult | None) -> None:
+    fields: dict[str, object] = {"relay": result.relay, "duration": round(result.duration, 4)}
+    if result.success:
+        if previous is not None and not previous.success:
+            log.info("relay recovered", extra=fields)
+        else:
+            log.debug("probe succeeded", extra=fields)
+        return
+    fields.update(
+        reason=result.reason.value if result.reason else None,
+        phase=result.failed_phase.value if result.failed_phase else None,
+        hint=result.hint,
+        detail=result.detail,
+        reply=result.reply,
+    )
+    log.warning("probe failed", extra=fields)

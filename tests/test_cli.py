@@ -1,0 +1,238 @@
+"""The command line as a user runs it: real subprocesses, real servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ENV, auth, write_config
+from tests.helpers import http, value, wait_for
+from tests.servers.loop import ServerLoop
+from tests.servers.scripted import refused_port
+from tests.servers.smtp import PASSWORD, Recorder, start_relay
+
+EXE = [sys.executable, "-m", "exporter"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **ENV, **(env or {})}, check=False)
+
+
+class Daemon:
+    """``smtp-canary-exporter run`` (or demo) as a child process, its log in a file."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._fh = log.open("w")
+        self.proc = subprocess.Popen([*EXE, *args], stdout=self._fh, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **ENV, **(env or {})}, text=True)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> float:
+        start = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        self._fh.close()
+        return time.monotonic() - start
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def _port_from_log(d: Daemon) -> int:
+    found: list[int] = []
+
+    def listening() -> bool:
+        m = re.search(r"listen=[^ ]*:(\d+)", d.text())
+        if m:
+            found.append(int(m.group(1)))
+        return bool(m) or d.proc.poll() is not None
+
+    wait_for(listening, timeout=20)
+    assert found, d.text()
+    return found[0]
+
+
+def test_check_config_ok_and_errors(tmp_path: Path) -> None:
+    """check-config says OK with the relay count, or prints every problem and exits 1."""
+    good = write_config(tmp_path / "good.yaml", {"name": "a", "port": 2525, "tls": "starttls"})
+    ok = run_cli("check-config", "--config.file", str(good))
+    assert ok.returncode == 0
+    assert ok.stdout == f"{good}: OK, 1 relays\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("relays:\n  - name: a\n    host: h\n    port: 465\n    tls: starttls\n"
+                   "  - name: a\n    host: h\n    intervall: 5m\n")
+    out = run_cli("check-config", f"--config.file={bad}")
+    assert out.returncode == 1
+    assert "error: relays[0].tls: 465 speaks implicit TLS; set tls: implicit" in out.stderr
+    assert "error: relays[1].intervall: unknown key; did you mean interval?" in out.stderr
+    assert 'duplicate name "a"' in out.stderr
+
+
+def test_probe_text_and_json(
+    tmp_path: Path, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
+) -> None:
+    """probe prints a table or JSON per relay, with phases, TLS and reason; exit 1 on failure."""
+    good = start_relay(server_loop, ctx=server_ctx)
+    bad = start_relay(server_loop, ctx=server_ctx, recorder=Recorder(password="other"))
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {"name": "good", "port": good.port, "tls": "starttls", "ca_file": ca_file,
+         "auth": auth("plain")},
+        {"name": "bad", "port": bad.port, "tls": "starttls", "ca_file": ca_file,
+         "auth": auth("login")},
+    )
+    only_good = run_cli("probe", "--config.file", str(cfg), "--relay", "good")
+    assert only_good.returncode == 0, only_good.stderr
+    header, row = only_good.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["RELAY", "RESULT", "REASON", "resolve_ms"]
+    assert row.split()[:3] == ["good", "ok", "-"]
+    assert "TLSv1.3" in row
+
+    both = run_cli("probe", "--config.file", str(cfg), "--output", "json")
+    assert both.returncode == 1
+    results = {r["relay"]: r for r in json.loads(both.stdout)}
+    assert results["good"]["success"] is True and results["good"]["reason"] is None
+    assert set(results["good"]["phases"]) == {"resolve", "connect", "greeting", "ehlo", "tls",
+                                              "auth", "quit"}
+    assert results["good"]["tls"]["verified"] is True
+    assert results["good"]["tls"]["not_after"].endswith("Z")
+    assert results["bad"]["reason"] == "auth_failed"
+    assert results["bad"]["reply"] == "535 5.7.8 Authentication credentials invalid"
+    assert results["bad"]["hint"].startswith("credentials refused")
+    assert PASSWORD not in both.stdout + both.stderr
+
+    unknown = run_cli("probe", "--config.file", str(cfg), "--relay", "nope")
+    assert unknown.returncode == 2
+    assert "--relay nope: no such relay; configured: bad, good" in unknown.stderr
+
+
+def test_run_reloads_on_sighup_and_stops_on_sigterm(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """SIGHUP reloads (a bad file is refused, the old config runs on); SIGTERM stops quickly."""
+    port = refused_port()
+    cfg = write_config(tmp_path / "c.yaml", {"name": "a", "port": port, "tls": "none",
+                                             "interval": "1h"})
+    d = Daemon(["run", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:0"],
+               tmp_path / "log")
+    daemons.append(d)
+    base = f"http://127.0.0.1:{_port_from_log(d)}"
+    write_config(cfg, {"name": "b", "port": port, "tls": "none", "interval": "1h"})
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: value(http(base + "/metrics")[1], "smtp_probe_success", relay="b") == 0)
+    cfg.write_text("relays: []\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: value(http(base + "/metrics")[1],
+                           "smtp_exporter_config_last_reload_successful") == 0)
+    assert value(http(base + "/metrics")[1], "smtp_probe_success", relay="b") == 0
+    assert 'msg="config reload refused"' in d.text()
+    assert d.stop() < 5
+    assert d.proc.returncode == 0
+    assert 'msg="exporter stopped"' in d.text()
+
+
+def test_run_refuses_invalid_config_at_start(tmp_path: Path) -> None:
+    """An invalid file at start-up exits 1 naming the problem, before listening."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("relays:\n  - name: a\n    host: h\n    auth: {password: hunter2}\n")
+    out = run_cli("run", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:0")
+    assert out.returncode == 1
+    assert ("relays[0].auth.password: inline secrets are not allowed; use password_env or "
+            "password_file") in out.stderr
+    assert "hunter2" not in out.stderr
+
+
+def test_demo_shows_real_numbers_and_stops_cleanly(tmp_path: Path,
+                                                   daemons: list[Daemon]) -> None:
+    """The demo probes its own loopback relay: real phase timings on /metrics and the page."""
+    d = Daemon(["demo", "--web.listen-address", "127.0.0.1:0", "--demo.interval", "2s"],
+               tmp_path / "log")
+    daemons.append(d)
+    wait_for(lambda: "metrics:" in d.text() or d.proc.poll() is not None, timeout=20)
+    m = re.search(r"metrics:\s+(http://\S+)/metrics", d.text())
+    assert m, d.text()
+    base = m.group(1)
+    wait_for(lambda: all(
+        (value(http(base + "/metrics")[1], "smtp_probes_total", relay=r) or 0) >= 1
+        for r in ("demo-starttls", "demo-implicit", "demo-wrong-password", "demo-wrong-tls-mode")
+    ), timeout=20)
+    text = http(base + "/metrics")[1]
+    assert value(text, "smtp_probe_success", relay="demo-starttls") == 1
+    assert value(text, "smtp_probe_success", relay="demo-implicit") == 1
+    assert value(text, "smtp_probe_success", relay="demo-wrong-password") == 1
+    assert value(text, "smtp_probe_success", relay="demo-wrong-tls-mode") == 0
+    assert value(text, "smtp_probe_failures_total", relay="demo-wrong-tls-mode",
+                 reason="tls_mode_mismatch") >= 1  # type: ignore[operator]
+    total = value(text, "smtp_probe_phase_duration_seconds_sum", relay="demo-starttls",
+                  phase="tls")
+    assert total is not None and total > 0
+    page = http(base + "/")[1]
+    assert "demo-starttls" in page and "tls_mode_mismatch" in page
+    assert d.stop() < 5
+    assert d.proc.returncode == 0
+
+
+def test_secrets_never_leave_the_process(
+    tmp_path: Path, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str,
+    daemons: list[Daemon],
+) -> None:
+    """Distinctive secrets go through failing logins and refused connections at debug level,
+    and appear in no log line, metric, status page, status JSON or probe output."""
+    secrets = {"SECRET_PW": "Zq9-pass-SECRET-7781", "SECRET_TOKEN": "tok-SECRET-4242-xyz"}
+    bad = start_relay(server_loop, ctx=server_ctx, recorder=Recorder(password="other"))
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {"name": "plain", "port": bad.port, "tls": "starttls", "ca_file": ca_file,
+         "interval": "1s", "timeout": "900ms", "auth": auth("plain", password_env="SECRET_PW")},
+        {"name": "login", "port": bad.port, "tls": "starttls", "ca_file": ca_file,
+         "interval": "1s", "timeout": "900ms", "auth": auth("login", password_env="SECRET_PW")},
+        {"name": "oauth", "port": bad.port, "tls": "starttls", "ca_file": ca_file,
+         "interval": "1s", "timeout": "900ms",
+         "auth": auth("xoauth2", token_env="SECRET_TOKEN")},
+        {"name": "refused", "port": refused_port(), "tls": "starttls", "interval": "1s",
+         "timeout": "900ms", "auth": auth("plain", password_env="SECRET_PW")},
+    )
+    d = Daemon(["run", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:0",
+                "--log.level", "debug"], tmp_path / "log", env=secrets)
+    daemons.append(d)
+    base = f"http://127.0.0.1:{_port_from_log(d)}"
+    wait_for(lambda: all(
+        (value(http(base + "/metrics")[1], "smtp_probe_failures_total", relay=r,
+               reason=reason) or 0) >= 2
+        for r, reason in (("plain", "auth_failed"), ("login", "auth_failed"),
+                          ("oauth", "auth_failed"), ("refused", "connect_refused"))
+    ), timeout=20)
+    outputs = [http(base + p)[1] for p in ("/metrics", "/", "/status.json")]
+    for fmt in ("text", "json"):
+        out = run_cli("probe", "--config.file", str(cfg), "--output", fmt, "--transcript",
+                      env=secrets)
+        outputs += [out.stdout, out.stderr]
+    d.stop()
+    outputs.append(d.text())
+    assert 'msg="probe failed"' in d.text()
+    for secret in secrets.values():
+        for text in outputs:
+            assert secret not in text

@@ -1,0 +1,232 @@
+"""The exporter as a whole in this process: metrics, endpoints, status page, reload, schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.app import App
+from exporter.config import RelayConfig
+from exporter.results import Phase, Reason, RelayResult
+from tests.conftest import ENV, auth, write_config
+from tests.helpers import eventually, http, samples, value
+from tests.servers.loop import ServerLoop
+from tests.servers.scripted import greeting_then, refused_port, silent, start_scripted
+from tests.servers.smtp import PASSWORD, Recorder, start_relay
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Any]:
+    """Start an App on a config file; yields a starter that returns (app, base URL)."""
+    apps: list[App] = []
+
+    async def start(*relays: dict[str, Any], **kw: Any) -> tuple[App, str]:
+        path = write_config(tmp_path / "config.yaml", *relays, **kw.pop("top", {}))
+        app = App(str(path), listen=("127.0.0.1", 0), environ=ENV, **kw)
+        await app.start()
+        apps.append(app)
+        assert app.web is not None
+        return app, f"http://127.0.0.1:{app.web.port}"
+
+    yield start
+    for app in apps:
+        await app.stop()
+
+
+async def get(url: str, **kw: Any) -> tuple[int, str, dict[str, str]]:
+    return await asyncio.to_thread(http, url, **kw)
+
+
+async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
+    """Before any probe: success 0, every reason's counter 0, every phase histogram empty."""
+    _, base = await running({"name": "a", "port": refused_port(), "interval": "1h",
+                             "tls": "none"})
+    _, text, _ = await get(base + "/metrics")
+    assert value(text, "smtp_probe_success", relay="a") == 0
+    for reason in Reason:
+        assert value(text, "smtp_probe_failures_total", relay="a", reason=reason.value) == 0
+    for phase in Phase:
+        assert value(text, "smtp_probe_phase_duration_seconds_count", relay="a",
+                     phase=phase.value) == 0
+    assert value(text, "smtp_probe_last_run_timestamp_seconds", relay="a") == 0
+    assert value(text, "smtp_exporter_config_last_reload_successful") == 1
+    assert value(text, "smtp_tls_cert_not_after_timestamp_seconds", relay="a") is None
+
+
+async def test_metrics_after_real_probes(
+    running: Any, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
+) -> None:
+    """A good relay and a wrong-password relay show success, reasons, phases and TLS facts."""
+    good = start_relay(server_loop, ctx=server_ctx)
+    bad = start_relay(server_loop, ctx=server_ctx, recorder=Recorder(password="other"))
+    common = {"tls": "starttls", "ca_file": ca_file, "interval": "1s", "timeout": "900ms",
+              "auth": auth("plain")}
+    _, base = await running({"name": "good", "port": good.port, **common},
+                            {"name": "bad", "port": bad.port, **common})
+
+    async def scraped() -> str:
+        return (await get(base + "/metrics"))[1]
+
+    text = ""
+
+    def probed_twice() -> bool:
+        return all((value(text, "smtp_probes_total", relay=r) or 0) >= 2 for r in ("good", "bad"))
+
+    deadline = time.monotonic() + 15
+    while not probed_twice():
+        assert time.monotonic() < deadline, "relays were not probed twice in 15 s"
+        await asyncio.sleep(0.3)
+        text = await scraped()
+    assert value(text, "smtp_probe_success", relay="good") == 1
+    assert value(text, "smtp_probe_success", relay="bad") == 0
+    assert (value(text, "smtp_probe_failures_total", relay="bad", reason="auth_failed") or 0) >= 2
+    assert value(text, "smtp_probe_failures_total", relay="good", reason="auth_failed") == 0
+    failing = [k for k in samples(text) if k[0] == "smtp_probe_last_failure_info"]
+    assert failing == [("smtp_probe_last_failure_info", frozenset({
+        ("relay", "bad"), ("reason", "auth_failed"), ("phase", "auth"),
+        ("hint", "credentials refused: check username and password (app password or API key, "
+                 "no trailing space)")}))]
+    for phase in ("resolve", "connect", "greeting", "ehlo", "tls", "auth", "quit"):
+        assert (value(text, "smtp_probe_phase_duration_seconds_count", relay="good",
+                      phase=phase) or 0) >= 2
+    assert value(text, "smtp_probe_phase_duration_seconds_count", relay="good",
+                 phase="rcpt") == 0
+    not_after = value(text, "smtp_tls_cert_not_after_timestamp_seconds", relay="good")
+    assert not_after is not None and not_after > time.time()
+    assert value(text, "smtp_tls_cert_verified", relay="good") == 1
+    assert PASSWORD not in text
+
+
+async def test_exposition_passes_promtool(
+    running: Any, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
+) -> None:
+    """`promtool check metrics` accepts the exposition, failures and histograms included."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing in CI: .ci/run installs the prometheus package")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    good = start_relay(server_loop, ctx=server_ctx)
+    _, base = await running(
+        {"name": "good", "port": good.port, "tls": "starttls", "ca_file": ca_file,
+         "interval": "1s", "timeout": "900ms"},
+        {"name": "refused", "port": refused_port(), "tls": "none", "interval": "1s",
+         "timeout": "900ms"},
+    )
+    text = ""
+
+    def both_probed() -> bool:
+        return all((value(text, "smtp_probes_total", relay=r) or 0) >= 1
+                   for r in ("good", "refused"))
+
+    while not both_probed():
+        await asyncio.sleep(0.3)
+        text = (await get(base + "/metrics"))[1]
+    proc = await asyncio.to_thread(
+        subprocess.run, [promtool, "check", "metrics"], input=text.encode(),
+        capture_output=True, timeout=30, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+
+
+async def test_endpoints_and_status_page(
+    running: Any, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
+) -> None:
+    """Health, readiness, gzip, 404/405, and a status page with reason, hint and transcript."""
+    bad = start_relay(server_loop, ctx=server_ctx, recorder=Recorder(password="other"))
+    app, base = await running({"name": "bad", "port": bad.port, "tls": "starttls",
+                               "ca_file": ca_file, "interval": "1s", "timeout": "900ms",
+                               "auth": auth("plain")})
+    await eventually(lambda: app.store.snapshot().relays["bad"].last is not None)
+    assert (await get(base + "/-/healthy"))[0] == 200
+    assert (await get(base + "/-/ready"))[0] == 200
+    assert (await get(base + "/-/reload"))[0] == 405
+    assert (await get(base + "/nope"))[0] == 404
+    status, page, headers = await get(base + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "auth_failed" in page
+    assert "credentials refused" in page
+    assert "535 5.7.8 Authentication credentials invalid" in page
+    assert "AUTH PLAIN ***" in page
+    assert PASSWORD not in page
+    req = urllib.request.Request(base + "/metrics", headers={"Accept-Encoding": "gzip"})
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=5).read())
+    assert b"smtp_probe_success" in gzip.decompress(body)
+    _, status_json, _ = await get(base + "/status.json")
+    assert '"reason": "auth_failed"' in status_json
+
+
+async def test_reload_adopts_good_and_refuses_bad_config(
+    running: Any, tmp_path: Path
+) -> None:
+    """A valid reload swaps relays at once; an invalid one is refused and the old one runs on."""
+    port = refused_port()
+    app, base = await running({"name": "a", "port": port, "tls": "none", "interval": "1h"},
+                              {"name": "b", "port": port, "tls": "none", "interval": "1h"})
+    write_config(tmp_path / "config.yaml",
+                 {"name": "b", "port": port, "tls": "none", "interval": "1h"},
+                 {"name": "c", "port": port, "tls": "none", "interval": "1h"})
+    status, body, _ = await get(base + "/-/reload", method="POST")
+    assert (status, body) == (200, "config reloaded: 2 relays\n")
+    text = (await get(base + "/metrics"))[1]
+    assert value(text, "smtp_probe_success", relay="a") is None
+    assert value(text, "smtp_probe_success", relay="c") == 0
+    assert app.scheduler.relays == ["b", "c"]
+
+    (tmp_path / "config.yaml").write_text("relays:\n  - name: d\n    port: 70000\n")
+    status, body, _ = await get(base + "/-/reload", method="POST")
+    assert status == 500
+    assert "relays[0].port: 70000 is out of range" in body
+    text = (await get(base + "/metrics"))[1]
+    assert value(text, "smtp_exporter_config_last_reload_successful") == 0
+    assert value(text, "smtp_probe_success", relay="c") == 0
+    assert app.scheduler.relays == ["b", "c"]
+    assert "The last configuration reload failed" in (await get(base + "/"))[1]
+
+
+async def test_hanging_relay_delays_no_other(running: Any, server_loop: ServerLoop) -> None:
+    """While one relay hangs until its timeout, another keeps its 1 s schedule."""
+    hang = start_scripted(server_loop, silent)
+    ok = start_scripted(server_loop, greeting_then(b"220 ok\r\n"))
+    app, _ = await running(
+        {"name": "hang", "port": hang, "tls": "none", "interval": "10s", "timeout": "8s"},
+        {"name": "ok", "port": ok, "tls": "none", "interval": "1s", "timeout": "900ms"},
+        top={"max_concurrent_probes": 2},
+    )
+    await asyncio.sleep(5)
+    snap = app.store.snapshot()
+    assert snap.relays["hang"].probes == 0  # still hanging
+    assert snap.relays["ok"].probes >= 3
+
+
+async def test_a_relay_is_never_probed_twice_at_once(running: Any) -> None:
+    """A probe slower than its interval delays the next one; the global limit holds too."""
+    active: dict[str, int] = {}
+    peak = {"relay": 0, "total": 0}
+
+    async def slow_probe(relay: RelayConfig, **_: Any) -> RelayResult:
+        active[relay.name] = active.get(relay.name, 0) + 1
+        peak["relay"] = max(peak["relay"], active[relay.name])
+        peak["total"] = max(peak["total"], sum(active.values()))
+        await asyncio.sleep(1.5)
+        active[relay.name] -= 1
+        return RelayResult(relay=relay.name, success=True, started_at=time.time(), duration=1.5)
+
+    relays = [{"name": f"r{i}", "port": 25, "tls": "none", "interval": "1s",
+               "timeout": "900ms"} for i in range(5)]
+    app, _ = await running(*relays, probe=slow_probe, top={"max_concurrent_probes": 2})
+    await asyncio.sleep(6)
+    assert peak["relay"] == 1
+    assert peak["total"] == 2
+    assert sum(v.probes for v in app.store.snapshot().relays.values()) >= 4
