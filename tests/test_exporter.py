@@ -23,7 +23,8 @@ from tests.conftest import ENV, auth, write_config
 from tests.helpers import eventually, http, samples, value
 from tests.servers.loop import ServerLoop
 from tests.servers.scripted import greeting_then, refused_port, silent, start_scripted
-from tests.servers.smtp import PASSWORD, Recorder, start_relay
+from tests.servers.smtp import PASSWORD, TOKEN, Recorder, start_relay
+from tests.servers.tokens import serve_tokens, token_reply
 
 
 @pytest.fixture
@@ -230,3 +231,32 @@ async def test_a_relay_is_never_probed_twice_at_once(running: Any) -> None:
     assert peak["relay"] == 1
     assert peak["total"] == 2
     assert sum(v.probes for v in app.store.snapshot().relays.values()) >= 4
+
+
+async def test_xoauth2_refresh_through_a_token_endpoint(
+    running: Any, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
+) -> None:
+    """An oauth2: relay fetches its token from a loopback endpoint, logs in, and exports the
+    token's expiry; the endpoint is asked once, not at every probe."""
+    relay = start_relay(server_loop, ctx=server_ctx)
+    with serve_tokens() as endpoint:
+        endpoint.default = token_reply(TOKEN, expires_in=3600)
+        _, base = await running({
+            "name": "gmail", "port": relay.port, "tls": "starttls", "ca_file": ca_file,
+            "interval": "1s", "timeout": "900ms",
+            "auth": {"mechanism": "xoauth2", "username": "probe@example.test",
+                     "oauth2": {"token_url": endpoint.url, "client_id": "cid",
+                                "refresh_token_env": "RELAY_PASSWORD"}},
+        })
+        text = ""
+        while (value(text, "smtp_probes_total", relay="gmail") or 0) < 2:
+            await asyncio.sleep(0.3)
+            text = (await get(base + "/metrics"))[1]
+    assert value(text, "smtp_probe_success", relay="gmail") == 1
+    expiry = value(text, "smtp_oauth2_token_expiry_timestamp_seconds", relay="gmail")
+    assert expiry is not None and abs(expiry - (time.time() + 3600)) < 30
+    assert value(text, "smtp_oauth2_token_refresh_failures_total", relay="gmail") == 0
+    assert len(endpoint.forms) == 1
+    assert endpoint.forms[0]["grant_type"] == "refresh_token"
+    assert relay.recorder.seen_auth.count("XOAUTH2") >= 2
+    assert TOKEN not in text

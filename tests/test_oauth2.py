@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import socket
-import threading
 import time
-import urllib.parse
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -24,6 +18,7 @@ from exporter.oauth2 import (
     xoauth2_string,
 )
 from exporter.secrets import Secret
+from tests.servers.tokens import Reply, TokenEndpoint, error_reply, serve_tokens, token_reply
 
 CLIENT_SECRET = "cs-very-secret-4711"
 REFRESH_TOKEN = "rt-very-secret-0815"
@@ -31,80 +26,10 @@ ROTATED_REFRESH_TOKEN = "rt-rotated-secret-2"
 SECRETS = (CLIENT_SECRET, REFRESH_TOKEN, ROTATED_REFRESH_TOKEN, "at-1", "at-2")
 
 
-@dataclass
-class Reply:
-    """What the token endpoint answers to one request."""
-
-    status: int = 200
-    body: bytes = b""
-    delay: float = 0.0
-    content_type: str = "application/json"
-
-
-def token_reply(
-    access_token: str, *, expires_in: object = 3600, refresh_token: str | None = None
-) -> Reply:
-    doc: dict[str, object] = {"access_token": access_token, "token_type": "Bearer"}
-    if expires_in is not None:
-        doc["expires_in"] = expires_in
-    if refresh_token is not None:
-        doc["refresh_token"] = refresh_token
-    return Reply(body=json.dumps(doc).encode())
-
-
-def error_reply(status: int, error: str, description: str) -> Reply:
-    doc = {"error": error, "error_description": description}
-    return Reply(status=status, body=json.dumps(doc).encode())
-
-
-@dataclass
-class TokenEndpoint:
-    """A recording token endpoint: answers from ``replies`` in order, then ``default``."""
-
-    url: str = ""
-    default: Reply = field(default_factory=lambda: token_reply("at-1"))
-    replies: deque[Reply] = field(default_factory=deque)
-    forms: list[dict[str, str]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    released: threading.Event = field(default_factory=threading.Event)
-
-    def next_reply(self) -> Reply:
-        return self.replies.popleft() if self.replies else self.default
-
-
 @pytest.fixture
 def endpoint() -> Iterator[TokenEndpoint]:
-    state = TokenEndpoint()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            form = urllib.parse.parse_qs(self.rfile.read(length).decode(), strict_parsing=True)
-            state.forms.append({name: values[0] for name, values in form.items()})
-            state.headers.append(dict(self.headers.items()))
-            reply = state.next_reply()
-            if reply.delay:
-                state.released.wait(reply.delay)
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/oauth2/token"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serve_tokens() as state:
         yield state
-    finally:
-        state.released.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 class FakeClock:
