@@ -37,7 +37,7 @@ REASONS = (
     "auth_failed, rejected_temporary, rejected_permanent, protocol_error or timeout"
 )
 
-# One file per rule; "{file}" stands for the file's own path.
+# One file per rule; "{file}" stands for the file's own path, "{dir}" for its directory.
 INVALID: dict[str, list[str]] = {
     "yaml-syntax": [
         "{file}: invalid YAML at line 4: expected <block end>, but found "
@@ -162,6 +162,13 @@ INVALID: dict[str, list[str]] = {
         "relays[0].auth.password_file: file /nonexistent/secret does not exist; "
         "mount the secret there"
     ],
+    "duplicate-key": ["relays[0].port: duplicate key; remove one of the two"],
+    "relative-file-missing": [
+        "relays[0].auth.password_file: file {dir}/secrets/missing-password does not exist; "
+        "mount the secret there",
+        "relays[0].ca_file: file {dir}/certs/missing-ca.pem does not exist; "
+        "point ca_file at a PEM file of CAs",
+    ],
 }
 
 
@@ -190,7 +197,7 @@ def test_invalid_config_reports_exact_problems(rule: str, expected: list[str]) -
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ=ENV)
     assert [str(problem) for problem in caught.value.problems] == [
-        line.format(file=path) for line in expected
+        line.format(file=path, dir=path.parent) for line in expected
     ]
     assert all(problem.severity == "error" for problem in caught.value.problems)
 
@@ -762,6 +769,132 @@ def test_load_config_records_the_source(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("relays: [{name: r, host: smtp.example.com}]\n")
     assert load_config(path, environ={}).source == str(path)
+
+
+def test_duplicate_keys_are_reported_at_their_paths() -> None:
+    """A key given twice in any mapping is an error at its path, in file order, with the rest."""
+    text = """
+dns:
+  timeout: 2s
+  timeout: 3s
+relays:
+  - name: a
+    host: a.example.com
+    auth:
+      username: u
+      "username": v
+      password_env: SMTP_PASSWORD
+    port: 465
+    tls: starttls
+max_concurrent_probes: 2
+max_concurrent_probes: 3
+"""
+    assert _problems(text) == [
+        "dns.timeout: duplicate key; remove one of the two",
+        "relays[0].auth.username: duplicate key; remove one of the two",
+        "max_concurrent_probes: duplicate key; remove one of the two",
+        "relays[0].tls: 465 speaks implicit TLS; set tls: implicit",
+    ]
+
+
+def test_duplicate_key_behind_an_alias_is_reported_once_at_its_anchor() -> None:
+    """A mapping used again through an alias reports its duplicate once, where it is written."""
+    text = """
+defaults:
+  auth: &auth {username: u, username: v, password_env: SMTP_PASSWORD}
+relays:
+  - {name: a, host: a.example.com, auth: *auth}
+  - {name: b, host: b.example.com, auth: *auth}
+"""
+    assert _problems(text) == ["defaults.auth.username: duplicate key; remove one of the two"]
+
+
+def test_merge_keys_may_be_overridden() -> None:
+    """A key that overrides one brought in by a << merge is not a duplicate."""
+    text = """
+relays:
+  - &first
+    name: a
+    host: a.example.com
+    port: 2525
+  - <<: *first
+    name: b
+    port: 2526
+"""
+    first, second = parse_config(text, environ={}).relays
+    assert (first.name, first.host, first.port) == ("a", "a.example.com", 2525)
+    assert (second.name, second.host, second.port) == ("b", "a.example.com", 2526)
+
+
+def test_load_config_resolves_relative_paths_from_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ca_file and every *_file secret in a loaded file start from the file's directory."""
+    etc = tmp_path / "etc"
+    (etc / "certs").mkdir(parents=True)
+    (etc / "secrets").mkdir()
+    (etc / "certs" / "ca.pem").write_text("pem\n")
+    for name in ("password", "token", "client-secret", "refresh-token"):
+        (etc / "secrets" / name).write_text(f"{name}-value\n")
+    (etc / "config.yaml").write_text(
+        """
+relays:
+  - name: password
+    host: a.example.com
+    ca_file: certs/ca.pem
+    auth: {username: u, password_file: secrets/password}
+  - name: token
+    host: b.example.com
+    auth: {username: u, token_file: secrets/token}
+  - name: oauth2
+    host: c.example.com
+    auth:
+      username: u
+      oauth2:
+        token_url: https://idp.example.com/token
+        client_id: abc
+        client_secret_file: secrets/client-secret
+        refresh_token_file: secrets/refresh-token
+"""
+    )
+    monkeypatch.chdir(tmp_path)
+    password, token, oauth2 = load_config(etc / "config.yaml", environ={}).relays
+    assert password.ca_file == str(etc / "certs" / "ca.pem")
+    assert oauth2.auth.oauth2 is not None
+    secrets = [
+        password.auth.password,
+        token.auth.token,
+        oauth2.auth.oauth2.client_secret,
+        oauth2.auth.oauth2.refresh_token,
+    ]
+    names = ["password", "token", "client-secret", "refresh-token"]
+    assert [(s.reveal(), s.source) if s else None for s in secrets] == [
+        (f"{name}-value", f"file:{etc / 'secrets' / name}") for name in names
+    ]
+    relative = load_config(Path("etc") / "config.yaml", environ={}).relays[0]
+    assert relative.ca_file == str(Path("etc") / "certs" / "ca.pem")
+
+
+def test_parse_config_resolves_relative_paths_from_working_or_base_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """parse_config starts relative paths from the working directory, or from base_dir if given."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (tmp_path / "ca.pem").write_text("pem\n")
+    (other / "ca.pem").write_text("pem\n")
+    monkeypatch.chdir(tmp_path)
+    text = "relays: [{name: r, host: h.example.com, ca_file: ca.pem}]"
+    assert _relay(text).ca_file == "ca.pem"
+    assert parse_config(text, environ={}, base_dir=str(other)).relays[0].ca_file == str(
+        other / "ca.pem"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, environ={}, base_dir=str(tmp_path / "absent"))
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"relays[0].ca_file: file {tmp_path / 'absent' / 'ca.pem'} does not exist; "
+        "point ca_file at a PEM file of CAs"
+    ]
 
 
 def test_example_config_loads(tmp_path: Path) -> None:

@@ -182,7 +182,7 @@ async def test_auth_failed_keeps_the_535_reply(
     assert result.reason is Reason.AUTH_FAILED
     assert result.failed_phase is Phase.AUTH
     assert result.reply == "535 5.7.8 Authentication credentials invalid"
-    assert {Phase.GREETING, Phase.EHLO, Phase.TLS} <= set(result.phases)
+    assert {Phase.GREETING, Phase.EHLO, Phase.TLS, Phase.AUTH} <= set(result.phases)
     assert PASSWORD not in repr(result)
     assert any(t.text == "AUTH PLAIN ***" for t in result.transcript)
 
@@ -233,7 +233,7 @@ async def test_rcpt_rejected_is_rejected_permanent(
     assert result.reason is Reason.REJECTED_PERMANENT
     assert result.failed_phase is Phase.RCPT
     assert result.reply is not None and result.reply.startswith("550 5.1.1")
-    assert Phase.MAIL in result.phases
+    assert {Phase.MAIL, Phase.RCPT} <= set(result.phases)
 
 
 async def test_rcpt_temporary_failure(server_loop: ServerLoop) -> None:

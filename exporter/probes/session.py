@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import ssl
 import time
@@ -15,7 +16,7 @@ from aiosmtplib.errors import (
     SMTPTimeoutError,
 )
 from aiosmtplib.esmtp import parse_esmtp_extensions
-from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
 
 from exporter.config import RelayConfig, TLSMode
@@ -31,6 +32,7 @@ from exporter.results import Phase, Reason, TLSInfo, TranscriptLine
 __all__ = ["ProbeError", "SMTPSession"]
 
 MAX_TRANSCRIPT_LINES = 400
+_DOT = re.compile(rb"(?m)^\.")
 # Share of the probe's budget the greeting may use before the port is tested for implicit TLS.
 GREETING_SHARE = 0.8
 
@@ -109,6 +111,7 @@ class SMTPSession:
         self._proto: _TimedProtocol | None = None
         self._addr: tuple[str, int] | None = None
         self._omitted = 0
+        self.handed_over = False
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -274,13 +277,14 @@ class SMTPSession:
         self, loop: asyncio.AbstractEventLoop, proto: _TimedProtocol, sock: socket.socket
     ) -> None:
         self.phase = Phase.TLS
+        ctx = self._tls_context()
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.remaining()):
                 transport, _ = await loop.create_connection(
                     lambda: proto,
                     sock=sock,
-                    ssl=self._tls_context(),
+                    ssl=ctx,
                     server_hostname=self._server_name,
                     ssl_handshake_timeout=max(0.001, self.remaining()),
                 )
@@ -338,10 +342,10 @@ class SMTPSession:
         self.phase = phase
         start = time.perf_counter()
         resp, at = await self.command(b"EHLO", self.relay.ehlo_name.encode("ascii"))
-        self.expect(resp, 250, what="EHLO")
-        self.extensions, self.auth_mechanisms = parse_esmtp_extensions(resp.message)
         if phase is Phase.EHLO:
             self.phases[Phase.EHLO] = at - start
+        self.expect(resp, 250, what="EHLO")
+        self.extensions, self.auth_mechanisms = parse_esmtp_extensions(resp.message)
         return at
 
     async def _starttls(self, proto: _TimedProtocol) -> None:
@@ -356,11 +360,12 @@ class SMTPSession:
                     "or tls: none with allow_plaintext_auth only on a trusted network"
                 ),
             )
+        ctx = self._tls_context()
         start = time.perf_counter()
         self.note("C", "STARTTLS")
         try:
             resp = await proto.start_tls(
-                self._tls_context(), server_hostname=self._server_name, timeout=self.remaining()
+                ctx, server_hostname=self._server_name, timeout=self.remaining()
             )
         except SMTPResponseException as exc:
             self.note("S", f"{exc.code} {exc.message}")
@@ -391,8 +396,36 @@ class SMTPSession:
         self.phase = phase
         start = time.perf_counter()
         resp, at = await self.command(*args)
+        self.phases[phase] = at - start  # a refusal took this long too
         self.expect(resp, *ok, what=what)
-        self.phases[phase] = at - start
+
+    async def data(self, message: bytes) -> None:
+        """DATA, the message and the final reply: phase ``data``. Once the message is on the
+        wire, ``handed_over`` is set: a failure after it leaves the delivery uncertain."""
+        self.phase = Phase.DATA
+        start = time.perf_counter()
+        resp, _ = await self.command(b"DATA")
+        self.expect(resp, 354, what="DATA")
+        proto = self._proto_or_fail()
+        payload = _DOT.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+        self.note("C", f"<message, {len(payload)} bytes>")
+        self.handed_over = True
+        try:
+            proto.write(payload)
+            resp = await proto.read_response(timeout=self.remaining())
+        except SMTPTimeoutError:
+            raise self.fail(Reason.TIMEOUT, "no reply to the message within the timeout") from None
+        except SMTPServerDisconnected:
+            raise self.fail(
+                Reason.PROTOCOL_ERROR, "the server closed the connection after the message"
+            ) from None
+        except SMTPResponseException as exc:
+            raise self.fail(
+                Reason.PROTOCOL_ERROR, f"bad reply to the message: {exc.message}"
+            ) from None
+        self._record_reply(resp)
+        self.phases[Phase.DATA] = proto.reply_at - start
+        self.expect(resp, 250, what="the message")
 
     async def quit(self) -> None:
         """QUIT; a server that fumbles it has still done its job, so that is only noted."""

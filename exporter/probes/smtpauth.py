@@ -64,12 +64,10 @@ async def authenticate(
                 hint="the token endpoint refused the refresh: check client id, secret and "
                 "refresh token",
             ) from None
-    start = time.perf_counter()
-    at = await _exchange(session, auth, token)
-    session.phases[Phase.AUTH] = at - start
+    await _exchange(session, auth, token, start=time.perf_counter())
 
 
-async def _exchange(session: SMTPSession, auth: AuthConfig, token: str) -> float:
+async def _exchange(session: SMTPSession, auth: AuthConfig, token: str, *, start: float) -> None:
     mech = auth.mechanism
     user = auth.username or ""
     password = auth.password.reveal() if auth.password is not None else ""
@@ -104,8 +102,9 @@ async def _exchange(session: SMTPSession, auth: AuthConfig, token: str) -> float
             with contextlib.suppress(ValueError, UnicodeDecodeError):
                 session.note("*", "XOAUTH2 error: " + base64.b64decode(resp.message).decode())
             resp, at = await session.command(b"", shown="")
+    session.phases[Phase.AUTH] = at - start  # a refusal is timed too: tarpits show here
     if resp.code == 235:
-        return at
+        return
     if resp.code == 504:
         raise session.fail(
             Reason.AUTH_UNSUPPORTED, f"AUTH {mech.value} answered {session.last_reply}"

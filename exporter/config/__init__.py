@@ -1,0 +1,32 @@
+"""Typed, frozen configuration loaded from YAML; every problem is reported with its path and fix."""
+
+from __future__ import annotations
+
+from exporter.config.loader import load_config, parse_config
+from exporter.config.model import (
+    AuthConfig,
+    AuthMechanism,
+    Config,
+    ConfigError,
+    DNSConfig,
+    OAuth2Config,
+    Problem,
+    RelayConfig,
+)
+from exporter.config.values import parse_duration
+from exporter.providers import TLSMode
+
+__all__ = [
+    "AuthConfig",
+    "AuthMechanism",
+    "Config",
+    "ConfigError",
+    "DNSConfig",
+    "OAuth2Config",
+    "Problem",
+    "RelayConfig",
+    "TLSMode",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]

@@ -1,0 +1,121 @@
+"""The frozen config values, and the problems found while building them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from exporter.providers import TLSMode
+from exporter.results import Reason
+from exporter.secrets import Secret
+
+__all__ = [
+    "NO_AUTH",
+    "AuthConfig",
+    "AuthMechanism",
+    "Config",
+    "ConfigError",
+    "DNSConfig",
+    "OAuth2Config",
+    "Problem",
+    "RelayConfig",
+]
+
+
+class AuthMechanism(StrEnum):
+    """The SMTP AUTH mechanism a probe uses."""
+
+    PLAIN = "plain"
+    LOGIN = "login"
+    CRAM_MD5 = "cram-md5"
+    XOAUTH2 = "xoauth2"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a config: where, what and how to fix it."""
+
+    path: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """The config is invalid; ``problems`` holds every error found, one per line in str()."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Config:
+    """Where and how to fetch XOAUTH2 access tokens."""
+
+    token_url: str
+    client_id: str
+    client_secret: Secret | None
+    refresh_token: Secret | None
+    scope: str | None
+    grant_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """SMTP AUTH settings; secrets are read at load time."""
+
+    mechanism: AuthMechanism
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    oauth2: OAuth2Config | None = None
+
+
+NO_AUTH = AuthConfig(AuthMechanism.NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """One relay to probe."""
+
+    name: str
+    host: str
+    port: int
+    tls: TLSMode
+    tls_verify: bool = True
+    ca_file: str | None = None
+    tls_server_name: str | None = None
+    tls_min_version: str = "1.2"
+    ehlo_name: str = "localhost"
+    interval: float = 60.0
+    timeout: float = 15.0
+    auth: AuthConfig = NO_AUTH
+    rcpt_check: str | None = None
+    mail_from: str = ""
+    expect: Reason | None = None
+    allow_plaintext_auth: bool = False
+    preset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DNSConfig:
+    """Resolver settings; no nameservers means the system resolver."""
+
+    nameservers: tuple[tuple[str, int], ...] = ()
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated config."""
+
+    relays: tuple[RelayConfig, ...]
+    dns: DNSConfig
+    max_concurrent_probes: int = 64
+    warnings: tuple[Problem, ...] = ()
+    source: str = "<string>"

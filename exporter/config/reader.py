@@ -1,0 +1,119 @@
+"""Reading keys from layered mappings, collecting every problem at the key's path."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from exporter.config.model import Problem
+from exporter.config.values import kind
+
+__all__ = ["Context", "Problems", "Reader", "as_mapping", "check_keys", "join"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What parsing takes from outside the file.
+
+    ``base_dir`` is where relative file paths start; None means the working directory.
+    """
+
+    ehlo_name: str
+    environ: Mapping[str, str] | None
+    base_dir: str | None
+
+
+class Problems:
+    """Collects problems in order, once each (a bad default shows up for every relay)."""
+
+    def __init__(self) -> None:
+        self._found: dict[Problem, None] = {}
+
+    def error(self, path: str, message: str) -> None:
+        self._found.setdefault(Problem(path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self._found.setdefault(Problem(path, message, "warning"))
+
+    def of(self, severity: str) -> tuple[Problem, ...]:
+        return tuple(problem for problem in self._found if problem.severity == severity)
+
+
+def join(prefix: str, key: str) -> str:
+    """The path of ``key`` inside the mapping at ``prefix`` ("" is the top level)."""
+    return f"{prefix}.{key}" if prefix else key
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Reads keys from mappings in order of precedence, reporting problems at the key's path."""
+
+    layers: tuple[tuple[Mapping[str, object], str], ...]
+    problems: Problems
+
+    @property
+    def path(self) -> str:
+        return self.layers[0][1]
+
+    def at(self, key: str) -> str:
+        return join(self.path, key)
+
+    def find(self, key: str) -> tuple[object, str] | None:
+        for mapping, prefix in self.layers:
+            if key in mapping:
+                return mapping[key], join(prefix, key)
+        return None
+
+    def explicit(self, key: str) -> bool:
+        """Whether ``key`` is set (not null) in the first, most specific mapping."""
+        return self.layers[0][0].get(key) is not None
+
+    def is_set(self, key: str) -> bool:
+        found = self.find(key)
+        return found is not None and found[0] is not None
+
+    def get(self, key: str, convert: Callable[[object], T], default: T) -> T:
+        """Convert the key's value; ``default`` when it is absent, null or invalid."""
+        found = self.find(key)
+        if found is None or found[0] is None:
+            return default
+        value, path = found
+        try:
+            return convert(value)
+        except ValueError as exc:
+            self.problems.error(path, str(exc))
+            return default
+
+
+def as_mapping(value: object, path: str, problems: Problems, what: str) -> dict[str, object]:
+    """The value as a mapping with string keys, or an empty one after reporting the problem."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.error(path, f"expected a mapping of {what}, got {kind(value)}")
+        return {}
+    return {str(key): item for key, item in value.items()}
+
+
+def check_keys(
+    mapping: Mapping[str, object],
+    path: str,
+    valid: tuple[str, ...],
+    problems: Problems,
+    special: Mapping[str, str] | None = None,
+) -> None:
+    """Report every unknown key, suggesting the closest valid one."""
+    for key in mapping:
+        if key in valid:
+            continue
+        where = join(path, key)
+        if special and key in special:
+            problems.error(where, special[key])
+            continue
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"valid keys are {', '.join(valid)}"
+        problems.error(where, f"unknown key; {hint}")

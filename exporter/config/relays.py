@@ -1,0 +1,279 @@
+"""The relays list and the defaults block: precedence, presets, and checks across keys."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+
+from exporter.config.auth import parse_auth
+from exporter.config.model import NO_AUTH, AuthConfig, AuthMechanism, RelayConfig
+from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
+from exporter.config.values import (
+    describe,
+    kind,
+    seconds_text,
+    to_address,
+    to_bool,
+    to_ca_file,
+    to_ehlo_name,
+    to_expect,
+    to_host,
+    to_interval,
+    to_mail_from,
+    to_port,
+    to_str,
+    to_timeout,
+    to_tls_mode,
+    to_tls_version,
+)
+from exporter.providers import Preset, TLSMode, lookup_preset, preset_names
+
+__all__ = ["parse_defaults", "parse_relays"]
+
+_RELAY_KEYS = tuple(field for field in RelayConfig.__dataclass_fields__)
+_RELAY_ONLY = ("name", "host", "port", "preset", "rcpt_check", "expect")
+_DEFAULTS_KEYS = tuple(key for key in _RELAY_KEYS if key not in _RELAY_ONLY)
+_DEFAULTS_SPECIAL = {key: "cannot be set in defaults; set it on each relay" for key in _RELAY_ONLY}
+_IMPLICIT_PORTS = frozenset({465, 2465})
+_STARTTLS_PORTS = frozenset({587, 2587})
+_PORT_FOR_MODE = {TLSMode.STARTTLS: 587, TLSMode.IMPLICIT: 465, TLSMode.NONE: 25}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def parse_defaults(value: object, context: Context, problems: Problems) -> dict[str, object]:
+    """The defaults block's usable keys, after checking them once at their defaults path."""
+    defaults = as_mapping(value, "defaults", problems, "relay settings")
+    check_keys(defaults, "defaults", _DEFAULTS_KEYS, problems, _DEFAULTS_SPECIAL)
+    usable = {key: item for key, item in defaults.items() if key in _DEFAULTS_KEYS}
+    _read_shared(Reader(((usable, "defaults"),), problems), context)
+    return usable
+
+
+def parse_relays(
+    value: object, defaults: Mapping[str, object], context: Context, problems: Problems
+) -> tuple[RelayConfig, ...]:
+    """Every relay that could be built; what is wrong with the others is in ``problems``."""
+    if value is None or value == []:
+        problems.error(
+            "relays", f"{'missing' if value is None else 'empty'}; add at least one relay"
+        )
+        return ()
+    if not isinstance(value, list):
+        problems.error("relays", f"expected a list of relays, got {describe(value)}")
+        return ()
+    seen: dict[str, str] = {}
+    relays = [
+        _parse_relay(item, f"relays[{index}]", defaults, seen, context, problems)
+        for index, item in enumerate(value)
+    ]
+    return tuple(relay for relay in relays if relay is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """The relay settings that may also come from the defaults block."""
+
+    tls: TLSMode | None
+    tls_verify: bool
+    ca_file: str | None
+    tls_server_name: str | None
+    tls_min_version: str
+    ehlo_name: str
+    interval: float | None
+    timeout: float | None
+    auth: AuthConfig
+    mail_from: str
+    allow_plaintext_auth: bool
+
+
+def _read_shared(reader: Reader, context: Context) -> _Shared:
+    auth = NO_AUTH
+    found = reader.find("auth")
+    if found is not None:
+        auth = parse_auth(found[0], found[1], context, reader.problems)
+    return _Shared(
+        tls=reader.get("tls", to_tls_mode, None),
+        tls_verify=reader.get("tls_verify", to_bool, True),
+        ca_file=reader.get("ca_file", partial(to_ca_file, base_dir=context.base_dir), None),
+        tls_server_name=reader.get("tls_server_name", to_host, None),
+        tls_min_version=reader.get("tls_min_version", to_tls_version, "1.2"),
+        ehlo_name=reader.get("ehlo_name", to_ehlo_name, context.ehlo_name),
+        interval=reader.get("interval", to_interval, None),
+        timeout=reader.get("timeout", to_timeout, None),
+        auth=auth,
+        mail_from=reader.get("mail_from", to_mail_from, ""),
+        allow_plaintext_auth=reader.get("allow_plaintext_auth", to_bool, False),
+    )
+
+
+def _parse_relay(
+    value: object,
+    path: str,
+    defaults: Mapping[str, object],
+    seen: dict[str, str],
+    context: Context,
+    problems: Problems,
+) -> RelayConfig | None:
+    if not isinstance(value, Mapping):
+        problems.error(path, f"expected a mapping of relay settings, got {kind(value)}")
+        return None
+    raw = as_mapping(value, path, problems, "relay settings")
+    check_keys(raw, path, _RELAY_KEYS, problems)
+    reader = Reader(((raw, path), (defaults, "defaults")), problems)
+    name = _read_name(reader, seen)
+    preset_name, preset = _read_preset(reader)
+    shared = _read_shared(reader, context)
+    host, port, tls = _endpoint(reader, shared.tls, preset)
+    relay = RelayConfig(
+        name=name,
+        host=host,
+        port=port,
+        tls=tls,
+        tls_verify=shared.tls_verify,
+        ca_file=shared.ca_file,
+        tls_server_name=shared.tls_server_name,
+        tls_min_version=shared.tls_min_version,
+        ehlo_name=shared.ehlo_name,
+        interval=60.0 if shared.interval is None else shared.interval,
+        timeout=15.0 if shared.timeout is None else shared.timeout,
+        auth=shared.auth,
+        rcpt_check=reader.get("rcpt_check", to_address, None),
+        mail_from=shared.mail_from,
+        expect=reader.get("expect", to_expect, None),
+        allow_plaintext_auth=shared.allow_plaintext_auth,
+        preset=preset_name,
+    )
+    _check_ports(relay, reader)
+    if relay.tls == TLSMode.NONE:
+        _check_plaintext(relay, reader)
+    else:
+        _check_verification(relay, reader)
+    _check_timing(shared, reader)
+    return relay
+
+
+def _read_name(reader: Reader, seen: dict[str, str]) -> str:
+    name = reader.get("name", to_str, None)
+    if name is None:
+        if not reader.is_set("name"):
+            reader.problems.error(reader.at("name"), "missing; give the relay a unique name")
+        return ""
+    if not _NAME.fullmatch(name):
+        reader.problems.error(
+            reader.at("name"),
+            f'"{name}" is not a valid name; use letters, digits, "_", "." and "-", '
+            "starting with a letter or digit",
+        )
+    elif name in seen:
+        reader.problems.error(
+            reader.at("name"),
+            f'duplicate name "{name}" (also {seen[name]}); relay names must be unique',
+        )
+    else:
+        seen[name] = reader.path
+    return name
+
+
+def _read_preset(reader: Reader) -> tuple[str | None, Preset | None]:
+    name = reader.get("preset", to_str, None)
+    if name is None:
+        return None, None
+    preset = lookup_preset(name)
+    if preset is None:
+        reader.problems.error(reader.at("preset"), _unknown_preset(name))
+    return name, preset
+
+
+def _unknown_preset(name: str) -> str:
+    if name.startswith("ses-"):
+        return f'unknown preset "{name}"; Amazon SES presets look like ses-us-east-1'
+    names = preset_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"valid presets are {', '.join(names)}"
+    return f'unknown preset "{name}"; {hint}'
+
+
+def _endpoint(
+    reader: Reader, tls: TLSMode | None, preset: Preset | None
+) -> tuple[str, int, TLSMode]:
+    """Host, port and TLS mode: relay keys, then defaults, then the preset, then the port."""
+    host = reader.get("host", to_host, None) or (preset.host if preset else None)
+    if host is None and not reader.is_set("host") and not reader.is_set("preset"):
+        reader.problems.error(reader.at("host"), "missing; set host or a preset")
+    port = reader.get("port", to_port, None)
+    if port is None:
+        port = preset.port_for(tls or preset.tls) if preset else None
+        port = port or _PORT_FOR_MODE[tls or TLSMode.STARTTLS]
+    if tls is None:
+        known = preset.tls_for(port) if preset else None
+        tls = known or (TLSMode.IMPLICIT if port in _IMPLICIT_PORTS else TLSMode.STARTTLS)
+    return host or "", port, tls
+
+
+def _check_ports(relay: RelayConfig, reader: Reader) -> None:
+    """Port and TLS mode combinations: impossible ones are errors, odd ones warnings."""
+    port, tls, at = relay.port, relay.tls, reader.at
+    if port in _IMPLICIT_PORTS and tls == TLSMode.STARTTLS:
+        reader.problems.error(at("tls"), f"{port} speaks implicit TLS; set tls: implicit")
+    if port in _STARTTLS_PORTS and tls == TLSMode.IMPLICIT:
+        reader.problems.error(at("tls"), f"{port} speaks STARTTLS; set tls: starttls")
+    if tls == TLSMode.NONE and port in _IMPLICIT_PORTS | _STARTTLS_PORTS:
+        usual = TLSMode.IMPLICIT if port in _IMPLICIT_PORTS else TLSMode.STARTTLS
+        spoken = "implicit TLS" if usual == TLSMode.IMPLICIT else "STARTTLS"
+        reader.problems.warn(
+            at("tls"),
+            f"tls: none on port {port}, which normally speaks {spoken}; "
+            f"set tls: {usual} unless this server has no TLS",
+        )
+    if port == 25 and relay.auth.mechanism != AuthMechanism.NONE:
+        reader.problems.warn(
+            at("port"), "port 25 with authentication: most clouds block outbound 25; use 587"
+        )
+
+
+def _check_plaintext(relay: RelayConfig, reader: Reader) -> None:
+    """With tls: none, TLS keys are ignored and credentials need an explicit opt-in."""
+    for key in ("tls_verify", "ca_file", "tls_server_name", "tls_min_version"):
+        if reader.explicit(key):
+            reader.problems.warn(reader.at(key), "ignored with tls: none; remove it")
+    has_auth = relay.auth.mechanism != AuthMechanism.NONE
+    if has_auth and not relay.allow_plaintext_auth and relay.expect is None:
+        reader.problems.error(
+            reader.at("auth"),
+            "credentials would cross the network unencrypted; "
+            "use tls: starttls or implicit, or set allow_plaintext_auth: true",
+        )
+
+
+def _check_verification(relay: RelayConfig, reader: Reader) -> None:
+    """Verification off is always said out loud; with a ca_file it contradicts itself."""
+    if relay.tls_verify:
+        return
+    reader.problems.warn(
+        reader.at("tls_verify"),
+        "certificate verification is off for this relay; "
+        "anyone on the path can read the credentials",
+    )
+    if relay.ca_file is not None:
+        reader.problems.error(
+            reader.at("ca_file"),
+            "ca_file is set but tls_verify is false; remove ca_file or set tls_verify: true",
+        )
+
+
+def _check_timing(shared: _Shared, reader: Reader) -> None:
+    """The timeout must end before the next run starts (skipped when either is invalid)."""
+    interval = 60.0 if shared.interval is None else shared.interval
+    timeout = 15.0 if shared.timeout is None else shared.timeout
+    invalid = (shared.interval is None and reader.is_set("interval")) or (
+        shared.timeout is None and reader.is_set("timeout")
+    )
+    if not invalid and timeout >= interval:
+        reader.problems.error(
+            reader.at("timeout"),
+            f"timeout {seconds_text(timeout)} must be shorter than interval "
+            f"{seconds_text(interval)}; raise interval or lower timeout",
+        )

@@ -1,0 +1,81 @@
+"""YAML text to plain data; syntax errors and keys given twice are reported with their place."""
+
+from __future__ import annotations
+
+import yaml
+
+from exporter.config.model import ConfigError, Problem
+from exporter.config.reader import join
+
+__all__ = ["read_yaml"]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def read_yaml(text: str, source: str) -> tuple[object, tuple[str, ...]]:
+    """The document's data, and the path of every key given twice in one mapping.
+
+    Raise ConfigError naming ``source`` and the line when the text is not valid YAML.
+    """
+    loader = _Loader(text)
+    try:
+        return loader.load_document()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}" if mark else "somewhere"
+        what = exc.problem or exc.context or "syntax error"
+        raise ConfigError(
+            [Problem(source, f"invalid YAML at {where}: {what}; fix the syntax on that line")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(source, f"invalid YAML: {type(exc).__name__}")]) from None
+    finally:
+        loader.dispose()
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that also finds duplicate keys, which plain YAML loading drops silently."""
+
+    def load_document(self) -> tuple[object, tuple[str, ...]]:
+        node = self.get_single_node()
+        if node is None:
+            return None, ()
+        duplicates: list[str] = []
+        self._find_duplicates(node, "", duplicates, set())
+        return self.construct_document(node), tuple(duplicates)
+
+    def _find_duplicates(
+        self, node: yaml.Node, path: str, found: list[str], visited: set[int]
+    ) -> None:
+        """Append the path of each key that repeats in its mapping, walking the node tree.
+
+        Paths are written as the validator writes them (``relays[0].port``). A node reached
+        again through an alias is walked once; keys brought in by a ``<<`` merge may be
+        overridden, so only keys written in the mapping itself count.
+        """
+        if id(node) in visited:
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._find_duplicates(item, f"{path}[{index}]", found, visited)
+            return
+        if not isinstance(node, yaml.MappingNode):
+            return
+        keys: set[object] = set()
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
+                for item in merged:
+                    self._find_duplicates(item, path, found, visited)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key: construction rejects it with its line
+            key = self.construct_object(key_node)
+            where = join(path, str(key))
+            if key in keys:
+                found.append(where)
+            keys.add(key)
+            self._find_duplicates(value_node, where, found, visited)
