@@ -13,6 +13,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
+from exporter.canaries import CanaryManager
+from exporter.canarystore import CanaryStore
 from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import ExporterCollector
 from exporter.scheduler import ProbeFn, Scheduler
@@ -62,6 +64,8 @@ class App:
         self.scheduler = Scheduler(self.store) if probe is None else Scheduler(
             self.store, probe=probe
         )
+        self.canary_store = CanaryStore()
+        self.canaries = CanaryManager(self.canary_store)
         self.config: Config | None = None
         self.web: WebServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -78,6 +82,7 @@ class App:
             source=os.path.abspath(self.config_path),
         )
         self.scheduler.apply(config)
+        self.canaries.apply(config)
         self.config = config
         for warning in config.warnings:
             log.warning("config warning", extra={"problem": str(warning)})
@@ -85,7 +90,9 @@ class App:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._adopt(await asyncio.to_thread(self._load))
-        self.registry.register(ExporterCollector(self.store.snapshot))
+        self.registry.register(
+            ExporterCollector(self.store.snapshot, self.canary_store.snapshot)
+        )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -95,6 +102,7 @@ class App:
             snapshot=self.store.snapshot,
             reload=self.reload_from_thread,
             ready=lambda: self.config is not None and not self._stopping.is_set(),
+            canaries=self.canary_store.snapshot,
         )
         self.web.start()
         assert self.config is not None
@@ -142,6 +150,7 @@ class App:
     async def stop(self) -> None:
         self._stopping.set()
         await self.scheduler.stop()
+        await self.canaries.stop()
         if self.web is not None:
             await asyncio.to_thread(self.web.stop)
         log.info("exporter stopped")

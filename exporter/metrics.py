@@ -14,6 +14,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.canarystore import CanarySnapshot
+from exporter.metrics_canary import canary_families
 from exporter.results import Phase, Reason
 from exporter.store import Histogram, Snapshot
 
@@ -23,8 +25,13 @@ __all__ = ["ExporterCollector"]
 class ExporterCollector(Collector):
     """Builds fresh metric families from one snapshot, so removed relays vanish at once."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        canaries: Callable[[], CanarySnapshot] | None = None,
+    ) -> None:
         self._snapshot = snapshot
+        self._canaries = canaries
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -33,6 +40,8 @@ class ExporterCollector(Collector):
         snap = self._snapshot()
         yield from _exporter_families(snap)
         yield from _relay_families(snap)
+        if self._canaries is not None:
+            yield from canary_families(self._canaries())
 
 
 def _exporter_families(snap: Snapshot) -> Iterator[Metric]:

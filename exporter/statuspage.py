@@ -6,6 +6,7 @@ import time
 from html import escape
 
 from exporter import __version__
+from exporter.canarystore import CanarySnapshot
 from exporter.report import iso_time, status_word
 from exporter.results import Phase, RelayResult
 from exporter.store import RelayView, Snapshot
@@ -84,7 +85,62 @@ def _failure_section(name: str, failure: RelayResult) -> str:
     )
 
 
-def render_status_page(snap: Snapshot) -> str:
+def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
+    if canaries is None or not (canaries.pairs or canaries.mailboxes):
+        return ""
+    rows = []
+    for (relay, mailbox), pair in sorted(canaries.pairs.items()):
+        sender = canaries.senders.get(relay)
+        send = sender.last if sender else None
+        send_cell = "" if send is None else (
+            '<span class="ok">sent</span>' if send.success else
+            f'<span class="fail">{escape(send.reason.value if send.reason else "")}</span>'
+            f"<br><small>{escape(send.hint or '')}<br>{escape(send.reply or '')}</small>")
+        last = pair.last
+        if last is None:
+            seen = '<td class="wait" colspan="4">no canary seen yet</td>'
+        else:
+            verdicts = " ".join(
+                f'<span class="{"ok" if last.verdicts.get(m) == "pass" else "fail"}">'
+                f"{m}={escape(last.verdicts.get(m, 'none'))}</span>"
+                for m in ("spf", "dkim", "dmarc", "arc"))
+            aligned = "aligned" if last.dmarc_aligned else '<b class="fail">not aligned</b>'
+            folder_css = "ok" if last.folder == "inbox" else "fail"
+            receiver = ("" if last.receiver_delay is None
+                        else f" (stored after {last.receiver_delay:.1f}s)")
+            seen = (
+                f"<td>{last.latency:.2f}s{escape(receiver)}<br><small>"
+                f"{now - last.seen_at:.0f}s ago · {escape(last.token)}</small></td>"
+                f'<td class="{folder_css}">{escape(last.folder)}<br>'
+                f"<small>{escape(last.folder_name)}</small></td>"
+                f"<td>{verdicts}<br>{aligned}</td>"
+                f"<td><small>{escape(last.trusted_header or 'no trusted header')}</small></td>"
+            )
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(pair.received.items())) or "none"
+        rows.append(
+            f"<tr><td><b>{escape(relay)}</b> → {escape(mailbox)}</td><td>{send_cell}</td>"
+            f"{seen}<td><small>received {escape(counts)}; in flight {pair.in_flight}; "
+            f"lost {pair.lost}; late {pair.late}</small></td></tr>")
+    boxes = []
+    for name, box in sorted(canaries.mailboxes.items()):
+        state = '<span class="ok">up</span>' if box.up else '<span class="fail">down</span>'
+        idle = {True: "IDLE", False: "polling", None: "?"}[box.idle_supported]
+        folders = ", ".join(f"{label}={folder}" for label, folder in box.folders)
+        boxes.append(f"<tr><td><b>{escape(name)}</b></td><td>{state}</td><td>{idle}</td>"
+                     f"<td>{escape(folders)}</td><td>{escape(box.error or '')}</td></tr>")
+    state_warning = "" if canaries.state_error is None else (
+        f'<div class="warn">Canary state not saved: {escape(canaries.state_error)}</div>')
+    return (
+        f"<h2>Canaries</h2>{state_warning}<table><tr><th>relay → mailbox</th><th>last send</th>"
+        "<th>last delivery</th><th>folder</th><th>verdicts</th>"
+        "<th>trusted Authentication-Results</th><th>counts</th></tr>"
+        + "".join(rows) + "</table><h2>Mailboxes</h2><table><tr><th>mailbox</th><th>state</th>"
+        "<th>watching</th><th>folders</th><th>last error</th></tr>" + "".join(boxes)
+        + "</table>"
+    )
+
+
+def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None) -> str:
     """The whole page as one HTML string; every value from the config or a server is escaped."""
     now = time.time()
     rows = "".join(_relay_row(n, v, now) for n, v in sorted(snap.relays.items()))
@@ -111,6 +167,7 @@ def render_status_page(snap: Snapshot) -> str:
 <table><tr><th>relay</th><th>result</th><th>reason</th><th>hint / reply</th>{phase_heads}
 <th>TLS</th><th>last probe</th></tr>
 {rows}</table>
+{_canary_section(canaries, now)}
 <h2>Last failed probes</h2>
 {failures or "<p>No probe has failed.</p>"}
 </body></html>

@@ -31,23 +31,28 @@ RECENT = 60
 class Histogram:
     """Non-cumulative bucket counts (the last one is +Inf), sum and count."""
 
+    bounds: tuple[float, ...] = PHASE_BUCKETS
     counts: tuple[int, ...] = (0,) * (len(PHASE_BUCKETS) + 1)
     total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(bounds, (0,) * (len(bounds) + 1))
 
     @property
     def count(self) -> int:
         return sum(self.counts)
 
     def observe(self, value: float) -> Histogram:
-        i = bisect.bisect_left(PHASE_BUCKETS, value)
+        i = bisect.bisect_left(self.bounds, value)
         counts = list(self.counts)
         counts[i] += 1
-        return Histogram(tuple(counts), self.total + value)
+        return Histogram(self.bounds, tuple(counts), self.total + value)
 
     def cumulative(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         running = 0
-        for bound, n in zip((*PHASE_BUCKETS, float("inf")), self.counts, strict=True):
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
             running += n
             out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
         return out

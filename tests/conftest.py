@@ -98,3 +98,23 @@ def write_config(path: Path, *relays: dict[str, Any], **top: Any) -> Path:
     docs = [{"host": "127.0.0.1", "timeout": "2s", "interval": "10s", **r} for r in relays]
     path.write_text(yaml.safe_dump({"relays": docs, **top}))
     return path
+
+
+CANARY_USERS = {"canary": "canary-imap-pass", "other": "other-imap-pass"}
+
+
+@pytest.fixture
+def dovecot(tmp_path: Path, ca: trustme.CA) -> Iterator[Any]:
+    """A real Dovecot on 127.0.0.1 with users canary and other; skipped without Dovecot
+    (a laptop), an error in CI."""
+    import os
+
+    from tests.servers.dovecot import dovecot_available, start_dovecot
+
+    if not dovecot_available():
+        if os.environ.get("CI"):
+            pytest.fail("Dovecot is missing in CI: .ci/run installs it")
+        pytest.skip("Dovecot not installed (tests/servers/install-dovecot.sh), or not root")
+    server = start_dovecot(tmp_path / "dovecot", users=CANARY_USERS, ca=ca)
+    yield server
+    server.stop()

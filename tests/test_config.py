@@ -10,9 +10,12 @@ import pytest
 from exporter.config import (
     AuthConfig,
     AuthMechanism,
+    CanaryConfig,
+    CanaryTarget,
     Config,
     ConfigError,
     DNSConfig,
+    MailboxConfig,
     OAuth2Config,
     Problem,
     RelayConfig,
@@ -31,6 +34,17 @@ ENV = {"SMTP_PASSWORD": "pw", "SMTP_TOKEN": "tok", "CLIENT_SECRET": "cs", "REFRE
 DURATION_HELP = "use a number with s, m or h, e.g. 30s or 5m"
 ADDRESS_HELP = "write it as user@example.com without <>"
 NAMESERVER_HELP = "write e.g. 127.0.0.1:5300, ::1 or [::1]:53"
+NAME_HELP = 'use letters, digits, "_", "." and "-", starting with a letter or digit'
+INSTANCE_HELP = 'use up to 63 letters, digits, "_", "." and "-", starting with a letter or digit'
+IMAP_MECHANISMS = "IMAP canary mailboxes need login, plain or xoauth2"
+# Braces doubled: the table's lines go through str.format.
+TO_HELP = "list at least one recipient as {{address: ..., mailbox: ...}}"
+FOLDERS_HELP = "e.g. {{inbox: INBOX, spam: Junk}}"
+NO_AUTHSERV_IDS = (
+    "no Authentication-Results header will be trusted, so every verdict reads none; "
+    "list the receiver's authserv-id, e.g. mx.google.com"
+)
+UNUSED_MAILBOX = "no relay sends canaries here; add it to a relay's canary.to or remove it"
 REASONS = (
     "dns_error, connect_refused, connect_timeout, greeting_timeout, tls_mode_mismatch, "
     "tls_handshake_failed, tls_cert_invalid, starttls_unsupported, auth_unsupported, "
@@ -169,6 +183,120 @@ INVALID: dict[str, list[str]] = {
         "relays[0].ca_file: file {dir}/certs/missing-ca.pem does not exist; "
         "point ca_file at a PEM file of CAs",
     ],
+    "yaml-bad-tag": [
+        "{file}: invalid YAML at line 4: 'abc' is not a valid !!int; "
+        "fix the value or remove the tag"
+    ],
+    "instance": [f'instance: "eu west 1a" is not a valid instance name; {INSTANCE_HELP}'],
+    "state-dir": ["state_dir: empty; give a directory, or leave state_dir out for the default"],
+    "mailboxes-not-list": ["mailboxes: expected a list of mailboxes, got a mapping"],
+    "mailbox-not-mapping": ["mailboxes[0]: expected a mapping of mailbox settings, got a string"],
+    "mailbox-name": [
+        "mailboxes[0].name: missing; give the mailbox a unique name",
+        'mailboxes[2].name: duplicate name "gmail" (also mailboxes[1]); '
+        "mailbox names must be unique",
+        f'mailboxes[3].name: "my mailbox" is not a valid name; {NAME_HELP}',
+    ],
+    "mailbox-host-missing": [
+        "mailboxes[0].host: missing; set the IMAP server, e.g. imap.gmail.com"
+    ],
+    "mailbox-unknown-key": [
+        "mailboxes[0].tls_server_name: not supported for mailboxes; the certificate must name host",
+        "mailboxes[0].foldres: unknown key; did you mean folders?",
+    ],
+    "mailbox-starttls-on-993": ["mailboxes[0].tls: 993 speaks implicit TLS; set tls: implicit"],
+    "mailbox-implicit-on-143": ["mailboxes[0].tls: 143 speaks STARTTLS; set tls: starttls"],
+    "mailbox-ca-file-no-verify": [
+        "mailboxes[0].ca_file: ca_file is set but tls_verify is false; "
+        "remove ca_file or set tls_verify: true"
+    ],
+    "mailbox-auth-mechanism": [
+        f"mailboxes[0].auth.mechanism: {IMAP_MECHANISMS}",
+        f"mailboxes[1].auth.mechanism: {IMAP_MECHANISMS}",
+        'mailboxes[2].auth.mechanism: "ntlm" is not supported; use login, plain or xoauth2',
+    ],
+    "mailbox-auth-missing": [
+        f"mailboxes[0].auth: missing; {IMAP_MECHANISMS}: set username and password_env, or a token"
+    ],
+    "mailbox-plaintext-auth": [
+        "mailboxes[0].auth: credentials would cross the network unencrypted; "
+        "use tls: implicit or starttls, or set allow_plaintext_auth: true"
+    ],
+    "mailbox-folders": [
+        'mailboxes[0].folders.Spam: "Spam" is not a valid label; '
+        'use lowercase letters, digits, "_" and "-", starting with a letter',
+        "mailboxes[0].folders.junk: empty; give the IMAP folder's name, e.g. INBOX",
+        'mailboxes[0].folders.primary: folder "inbox" is also labelled inbox; '
+        "list each folder once",
+        "mailboxes[1].folders: expected a mapping of label to folder name, "
+        f"{FOLDERS_HELP}, got a list",
+        f"mailboxes[2].folders: empty; list at least one folder, {FOLDERS_HELP}",
+    ],
+    "mailbox-authserv-ids": [
+        "mailboxes[0].trusted_authserv_ids: expected a list of authserv-ids, "
+        "e.g. [mx.google.com], got 'mx.google.com'",
+        "mailboxes[1].trusted_authserv_ids[1]: expected a string, got 42",
+    ],
+    "mailbox-timings": [
+        "mailboxes[0].idle: expected true or false, got 'sometimes'",
+        "mailboxes[0].poll_interval: poll_interval 0.5s is too short; use at least 1s",
+        "mailboxes[0].timeout: timeout 0s must be more than 0s; use e.g. 30s",
+    ],
+    "mailbox-move-to": [
+        'mailboxes[0].move_to: "Inbox" is watched as folders.inbox, so a moved canary would '
+        "be found again; move canaries to a folder not listed under folders",
+        "mailboxes[1].move_to: empty; give the IMAP folder's name, e.g. INBOX",
+    ],
+    "canary-not-mapping": ["relays[0].canary: expected a mapping of canary settings, got a list"],
+    "canary-in-defaults": ["defaults.canary: cannot be set in defaults; set it on each relay"],
+    "canary-unknown-key": [
+        "relays[0].canary.sender: unknown key; the sender address is set with from:",
+        "relays[0].canary.intervall: unknown key; did you mean interval?",
+        "relays[0].canary.to[0].adress: unknown key; did you mean address?",
+    ],
+    "canary-missing-keys": [
+        "relays[0].canary.from: missing; set the address canaries are sent from",
+        f"relays[0].canary.to: missing; {TO_HELP}",
+        f"relays[1].canary.to: empty; {TO_HELP}",
+    ],
+    "canary-address": [
+        f'relays[0].canary.from: "<canary@example.com>" is not an address; {ADDRESS_HELP}',
+        f'relays[0].canary.to[0].address: "canary" is not an address; {ADDRESS_HELP}',
+    ],
+    "canary-to-shape": [
+        "relays[0].canary.to: expected a list of recipients, got 'canary@gmail.example'; "
+        + TO_HELP,
+        "relays[1].canary.to[0]: expected a mapping with address and mailbox, got a string",
+        "relays[1].canary.to[1].address: missing; set the address the canary is sent to",
+        "relays[1].canary.to[2].mailbox: missing; name the mailbox under mailboxes: "
+        "that receives it",
+        'relays[1].canary.to[3].address: "canary@gmail.example" is listed twice '
+        "(also relays[1].canary.to[2]); list each recipient once",
+        'relays[1].canary.to[4].address: "Canary@Gmail.example" is listed twice '
+        "(also relays[1].canary.to[2]); list each recipient once",
+    ],
+    "canary-mailbox-typo": [
+        'relays[0].canary.to[1].mailbox: no mailbox named "gmail-canry"; did you mean gmail-canary?'
+    ],
+    "canary-mailbox-unknown": [
+        'relays[0].canary.to[2].mailbox: no mailbox named "yahoo"; configured mailboxes: a, b'
+    ],
+    "canary-no-mailboxes": [
+        'relays[0].canary.to[0].mailbox: no mailbox named "gmail-canary"; add it under mailboxes:'
+    ],
+    "canary-timings": [
+        "relays[0].canary.interval: interval 5s is too short; use at least 10s",
+        "relays[0].canary.max_per_day: 0 is too small; use 1 or more",
+        "relays[0].canary.timeout: timeout 0s must be more than 0s; use e.g. 10m",
+    ],
+    "canary-max-per-day": [
+        "relays[0].canary.interval: 5m sends 288 canaries a day, above max_per_day 200; "
+        "raise interval to at least 7m12s"
+    ],
+    "canary-with-expect": [
+        "relays[0].canary: a relay with expect must fail, so it cannot deliver canaries; "
+        "move canary to a relay without expect"
+    ],
 }
 
 
@@ -223,6 +351,8 @@ def test_full_config_round_trip(tmp_path: Path) -> None:
     secret_file.write_text("refresh-token\n")
     text = f"""
 max_concurrent_probes: 8
+instance: probe-1.eu_west
+state_dir: /var/lib/probe
 dns:
   nameservers: ["127.0.0.1:5300", "::1", "[::1]:5353", "192.0.2.53"]
   timeout: 2s
@@ -352,6 +482,8 @@ relays:
         max_concurrent_probes=8,
         warnings=warnings,
         source="test.yaml",
+        instance="probe-1.eu_west",
+        state_dir="/var/lib/probe",
     )
 
 
@@ -909,6 +1041,7 @@ def test_example_config_loads(tmp_path: Path) -> None:
         "O365_CLIENT_SECRET": "o365-secret",
         "GMAIL_CLIENT_SECRET": "gmail-secret",
         "GMAIL_REFRESH_TOKEN": "gmail-refresh",
+        "GMAIL_APP_PASSWORD": "gmail-app-password",
     }
     config = parse_config(text, source=str(EXAMPLE), environ=environ)
     assert config.warnings == ()
@@ -920,3 +1053,448 @@ def test_example_config_loads(tmp_path: Path) -> None:
     assert office365.grant_type == "client_credentials"
     assert (by_name["postfix"].port, by_name["postfix"].tls) == (465, TLSMode.IMPLICIT)
     assert by_name["sendgrid-rejects-bad-key"].expect == Reason.AUTH_FAILED
+    gmail_box, outlook_box = config.mailboxes
+    assert (gmail_box.name, gmail_box.port, gmail_box.tls) == (
+        "gmail-canary",
+        993,
+        TLSMode.IMPLICIT,
+    )
+    assert gmail_box.folders == (("inbox", "INBOX"), ("spam", "[Gmail]/Spam"))
+    assert gmail_box.auth.mechanism == AuthMechanism.LOGIN
+    assert outlook_box.auth.oauth2 is not None
+    assert outlook_box.auth.oauth2.grant_type == "client_credentials"
+    assert outlook_box.auth.oauth2.scope == "https://outlook.office365.com/.default"
+    canary = by_name["sendgrid"].canary
+    assert canary is not None
+    assert [target.mailbox for target in canary.to] == ["gmail-canary", "outlook-canary"]
+
+
+MAILBOX = """
+mailboxes:
+  - name: box
+    host: imap.example.com
+    auth: {{username: canary@example.com, password_env: SMTP_PASSWORD}}
+    trusted_authserv_ids: [mx.example.com]
+    {keys}
+relays:
+  - name: relay
+    host: smtp.example.com
+    canary:
+      from: canary@example.com
+      to: [{{address: canary@example.com, mailbox: box}}]
+      {canary}
+"""
+
+
+def _mailbox_config(keys: str = "", canary: str = "") -> Config:
+    """One mailbox (with ``keys`` added) that one relay's canary (with ``canary``) sends to."""
+    return parse_config(MAILBOX.format(keys=keys, canary=canary), environ=ENV)
+
+
+def test_full_canary_config_round_trip(tmp_path: Path) -> None:
+    """Mailboxes and a relay's canary block using every key load into exactly the values written."""
+    ca_file = tmp_path / "imap-ca.pem"
+    ca_file.write_text("not checked here\n")
+    text = f"""
+instance: eu-west-1a
+state_dir: /var/lib/smtp-canary-exporter
+mailboxes:
+  - name: gmail-canary
+    host: imap.gmail.com
+    port: 993
+    tls: implicit
+    tls_verify: true
+    ca_file: {ca_file}
+    tls_min_version: "1.3"
+    auth:
+      mechanism: plain
+      username: canary@example.com
+      password_env: SMTP_PASSWORD
+    folders: {{inbox: INBOX, spam: "[Gmail]/Spam", all_mail: "[Gmail]/All Mail"}}
+    trusted_authserv_ids: [mx.google.com, ""]
+    idle: false
+    poll_interval: 45s
+    timeout: 20s
+    move_to: Canaries/Read
+    allow_plaintext_auth: false
+  - name: outlook-canary
+    host: outlook.office365.com
+    auth:
+      username: canary@example.org
+      oauth2:
+        token_url: https://login.microsoftonline.com/TENANT/oauth2/v2.0/token
+        client_id: abc
+        client_secret_env: CLIENT_SECRET
+        scope: https://outlook.office365.com/.default
+    trusted_authserv_ids: [""]
+  - name: lab
+    host: 192.0.2.143
+    tls: none
+    auth: {{username: lab, password_env: SMTP_PASSWORD}}
+    trusted_authserv_ids: [lab.example.com]
+    allow_plaintext_auth: true
+relays:
+  - name: sendgrid
+    host: smtp.sendgrid.net
+    canary:
+      from: canary@example.com
+      to:
+        - {{address: canary@example.com, mailbox: gmail-canary}}
+        - {{address: canary@example.org, mailbox: outlook-canary}}
+      interval: 7m12s
+      timeout: 15m
+      max_per_day: 200
+  - name: lab
+    host: 192.0.2.25
+    canary:
+      from: canary@example.com
+      to: [{{address: lab@lab.example.com, mailbox: lab}}]
+"""
+    config = parse_config(text, source="test.yaml", environ=ENV)
+    gmail = MailboxConfig(
+        name="gmail-canary",
+        host="imap.gmail.com",
+        port=993,
+        tls=TLSMode.IMPLICIT,
+        tls_verify=True,
+        ca_file=str(ca_file),
+        tls_min_version="1.3",
+        auth=AuthConfig(AuthMechanism.PLAIN, "canary@example.com", password=Secret("pw")),
+        folders=(("inbox", "INBOX"), ("spam", "[Gmail]/Spam"), ("all_mail", "[Gmail]/All Mail")),
+        trusted_authserv_ids=("mx.google.com", ""),
+        idle=False,
+        poll_interval=45.0,
+        timeout=20.0,
+        move_to="Canaries/Read",
+        allow_plaintext_auth=False,
+    )
+    oauth2 = OAuth2Config(
+        token_url="https://login.microsoftonline.com/TENANT/oauth2/v2.0/token",
+        client_id="abc",
+        client_secret=Secret("cs"),
+        refresh_token=None,
+        scope="https://outlook.office365.com/.default",
+        grant_type="client_credentials",
+    )
+    outlook = MailboxConfig(
+        name="outlook-canary",
+        host="outlook.office365.com",
+        port=993,
+        tls=TLSMode.IMPLICIT,
+        auth=AuthConfig(AuthMechanism.XOAUTH2, "canary@example.org", oauth2=oauth2),
+        trusted_authserv_ids=("",),
+    )
+    lab = MailboxConfig(
+        name="lab",
+        host="192.0.2.143",
+        port=143,
+        tls=TLSMode.NONE,
+        auth=AuthConfig(AuthMechanism.LOGIN, "lab", password=Secret("pw")),
+        trusted_authserv_ids=("lab.example.com",),
+        allow_plaintext_auth=True,
+    )
+    assert config.mailboxes == (gmail, outlook, lab)
+    assert (config.instance, config.state_dir) == ("eu-west-1a", "/var/lib/smtp-canary-exporter")
+    sendgrid, lab_relay = config.relays
+    assert sendgrid.canary == CanaryConfig(
+        sender="canary@example.com",
+        to=(
+            CanaryTarget("canary@example.com", "gmail-canary"),
+            CanaryTarget("canary@example.org", "outlook-canary"),
+        ),
+        interval=432.0,
+        timeout=900.0,
+        max_per_day=200,
+    )
+    assert lab_relay.canary == CanaryConfig(
+        "canary@example.com", (CanaryTarget("lab@lab.example.com", "lab"),)
+    )
+    assert config.warnings == (
+        Problem(
+            "mailboxes[2].tls",
+            "tls: none on port 143, which normally speaks STARTTLS; "
+            "set tls: starttls unless this server has no TLS",
+            "warning",
+        ),
+    )
+
+
+def test_mailbox_and_canary_defaults() -> None:
+    """A mailbox with name, host and auth gets 993 implicit TLS, INBOX, IDLE and 30s timings;
+    a canary gets 5m, 10m and no daily limit; a relay without canary gets none."""
+    config = _mailbox_config()
+    (box,) = config.mailboxes
+    assert box == MailboxConfig(
+        name="box",
+        host="imap.example.com",
+        port=993,
+        tls=TLSMode.IMPLICIT,
+        auth=AuthConfig(AuthMechanism.LOGIN, "canary@example.com", password=Secret("pw")),
+        trusted_authserv_ids=("mx.example.com",),
+    )
+    assert (box.folders, box.idle, box.poll_interval, box.timeout) == (
+        (("inbox", "INBOX"),),
+        True,
+        30.0,
+        30.0,
+    )
+    assert (box.move_to, box.allow_plaintext_auth, box.tls_verify) == (None, False, True)
+    assert config.relays[0].canary == CanaryConfig(
+        "canary@example.com", (CanaryTarget("canary@example.com", "box"),), 300.0, 600.0, None
+    )
+    assert config.warnings == ()
+    plain = parse_config("relays: [{name: r, host: smtp.example.com}]", environ={})
+    assert (plain.relays[0].canary, plain.mailboxes) == (None, ())
+
+
+@pytest.mark.parametrize(
+    ("keys", "port", "tls"),
+    [
+        ("", 993, TLSMode.IMPLICIT),
+        ("tls: implicit", 993, TLSMode.IMPLICIT),
+        ("tls: starttls", 143, TLSMode.STARTTLS),
+        ("tls: none\n    allow_plaintext_auth: true", 143, TLSMode.NONE),
+        ("port: 143", 143, TLSMode.STARTTLS),
+        ("port: 10993", 10993, TLSMode.IMPLICIT),
+        ("port: 10143\n    tls: starttls", 10143, TLSMode.STARTTLS),
+    ],
+)
+def test_mailbox_port_and_tls_follow_each_other(keys: str, port: int, tls: TLSMode) -> None:
+    """The IMAP port follows the TLS mode (993 implicit, 143 otherwise), and 143 means STARTTLS."""
+    (box,) = _mailbox_config(keys).mailboxes
+    assert (box.port, box.tls) == (port, tls)
+
+
+def test_mailbox_auth_defaults_to_login_and_takes_xoauth2_tokens() -> None:
+    """A password means login, a token means xoauth2; plain is allowed when asked for."""
+    text = """
+mailboxes:
+  - {name: a, host: imap.example.com, auth: {username: u, password_env: SMTP_PASSWORD},
+     trusted_authserv_ids: [x]}
+  - {name: b, host: imap.example.com, auth: {username: u, token_env: SMTP_TOKEN},
+     trusted_authserv_ids: [x]}
+  - {name: c, host: imap.example.com,
+     auth: {mechanism: plain, username: u, password_env: SMTP_PASSWORD},
+     trusted_authserv_ids: [x]}
+relays:
+  - name: r
+    host: smtp.example.com
+    canary:
+      from: c@example.com
+      to: [{address: a@example.com, mailbox: a}, {address: b@example.com, mailbox: b},
+           {address: c@example.com, mailbox: c}]
+"""
+    a, b, c = parse_config(text, environ=ENV).mailboxes
+    assert a.auth == AuthConfig(AuthMechanism.LOGIN, "u", password=Secret("pw"))
+    assert b.auth == AuthConfig(AuthMechanism.XOAUTH2, "u", token=Secret("tok"))
+    assert c.auth == AuthConfig(AuthMechanism.PLAIN, "u", password=Secret("pw"))
+
+
+def test_mailbox_warnings() -> None:
+    """Verification off, no trusted authserv-id, tls: none on 993 and an unused mailbox warn."""
+    text = """
+mailboxes:
+  - name: used
+    host: imap.example.com
+    tls_verify: false
+    auth: {username: u, password_env: SMTP_PASSWORD}
+  - name: spare
+    host: imap.example.com
+    port: 993
+    tls: none
+    allow_plaintext_auth: true
+    tls_min_version: "1.3"
+    auth: {username: u, password_env: SMTP_PASSWORD}
+    trusted_authserv_ids: [mx.example.com]
+relays:
+  - name: r
+    host: smtp.example.com
+    canary: {from: c@example.com, to: [{address: a@example.com, mailbox: used}]}
+"""
+    assert _warnings(text) == [
+        "mailboxes[0].tls_verify: certificate verification is off for this mailbox; "
+        "anyone on the path can read the credentials",
+        f"mailboxes[0].trusted_authserv_ids: {NO_AUTHSERV_IDS}",
+        "mailboxes[1].tls: tls: none on port 993, which normally speaks implicit TLS; "
+        "set tls: implicit unless this server has no TLS",
+        "mailboxes[1].tls_min_version: ignored with tls: none; remove it",
+        f"mailboxes[1]: {UNUSED_MAILBOX}",
+    ]
+    assert (
+        _warnings(text.replace("[mx.example.com]", "[]")).count(
+            f"mailboxes[1].trusted_authserv_ids: {NO_AUTHSERV_IDS}"
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("interval", "max_per_day", "problem"),
+    [
+        (
+            "5m",
+            200,
+            "5m sends 288 canaries a day, above max_per_day 200; raise interval to at least 7m12s",
+        ),
+        ("7m12s", 200, None),
+        (
+            "7m11s",
+            200,
+            "7m11s sends 201 canaries a day, above max_per_day 200; "
+            "raise interval to at least 7m12s",
+        ),
+        ("432", 200, None),
+        ("1h", 24, None),
+        (
+            "1h",
+            23,
+            "1h sends 24 canaries a day, above max_per_day 23; raise interval to at least 1h2m37s",
+        ),
+        ("10s", 8640, None),
+        (
+            "10s",
+            8639,
+            "10s sends 8640 canaries a day, above max_per_day 8639; raise interval to at least 11s",
+        ),
+        ("90.5s", 955, None),
+        (
+            "90.5s",
+            954,
+            "1m30.5s sends 955 canaries a day, above max_per_day 954; "
+            "raise interval to at least 1m31s",
+        ),
+    ],
+)
+def test_max_per_day_arithmetic(interval: str, max_per_day: int, problem: str | None) -> None:
+    """A day holds ceil(86400 / interval) canaries; above max_per_day is an error that names
+    the shortest interval within it, rounded up to whole seconds."""
+    text = MAILBOX.format(keys="", canary=f"interval: {interval}\n      max_per_day: {max_per_day}")
+    if problem is None:
+        canary = parse_config(text, environ=ENV).relays[0].canary
+        assert canary is not None
+        assert canary.max_per_day == max_per_day
+    else:
+        assert _problems(text) == [f"relays[0].canary.interval: {problem}"]
+
+
+def test_instance_from_config_environ_or_hostname(monkeypatch: pytest.MonkeyPatch) -> None:
+    """instance: wins, then SMTP_CANARY_INSTANCE from the environ passed in, then the hostname;
+    a hostname too long for an instance gives its first label."""
+    monkeypatch.setattr("socket.gethostname", lambda: "exporter-7.example.com")
+    text = "relays: [{name: r, host: smtp.example.com}]"
+    env = {"SMTP_CANARY_INSTANCE": "eu-west-1a"}
+    assert parse_config(text, environ={}).instance == "exporter-7.example.com"
+    assert parse_config(text, environ=env).instance == "eu-west-1a"
+    assert parse_config("instance: b\n" + text, environ=env).instance == "b"
+    assert parse_config(text, environ={"SMTP_CANARY_INSTANCE": ""}).instance == (
+        "exporter-7.example.com"
+    )
+    monkeypatch.setenv("SMTP_CANARY_INSTANCE", "from-os-environ")
+    assert parse_config(text).instance == "from-os-environ"
+    label = "pod-" + "x" * 59
+    monkeypatch.setattr("socket.gethostname", lambda: label + ".cluster.local")
+    assert parse_config(text, environ={}).instance == label
+
+
+def test_bad_instance_from_environ_or_hostname_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unusable instance from the environment or the host is an error saying what to set."""
+    text = "relays: [{name: r, host: smtp.example.com}]"
+    assert _problems(text, {"SMTP_CANARY_INSTANCE": "eu west"}) == [
+        f'instance: environment variable SMTP_CANARY_INSTANCE: "eu west" is not a valid '
+        f"instance name; {INSTANCE_HELP}"
+    ]
+    monkeypatch.setattr("socket.gethostname", lambda: "_bad_")
+    assert _problems(text, {}) == [
+        'instance: this host\'s name "_bad_" cannot name the instance; set instance: or '
+        f"SMTP_CANARY_INSTANCE to {INSTANCE_HELP.removeprefix('use ')}"
+    ]
+
+
+def test_state_dir_from_config_environ_or_home(tmp_path: Path) -> None:
+    """state_dir: (relative to the config's directory), else STATE_DIRECTORY (its first path),
+    else ~/.local/state/smtp-canary-exporter."""
+    text = "relays: [{name: r, host: smtp.example.com}]"
+    home = {"HOME": "/home/probe"}
+    assert parse_config(text, environ=home).state_dir == (
+        "/home/probe/.local/state/smtp-canary-exporter"
+    )
+    systemd = {**home, "STATE_DIRECTORY": "/var/lib/smtp-canary-exporter"}
+    assert parse_config(text, environ=systemd).state_dir == "/var/lib/smtp-canary-exporter"
+    several = {"STATE_DIRECTORY": "/var/lib/a:/var/lib/b"}
+    assert parse_config(text, environ=several).state_dir == "/var/lib/a"
+    configured = "state_dir: /srv/state\n" + text
+    assert parse_config(configured, environ=systemd).state_dir == "/srv/state"
+    assert parse_config("state_dir: ~/state\n" + text, environ=home).state_dir == (
+        "/home/probe/state"
+    )
+    assert parse_config("state_dir: state\n" + text, environ={}).state_dir == "state"
+    (tmp_path / "config.yaml").write_text("state_dir: state\n" + text)
+    assert load_config(tmp_path / "config.yaml", environ={}).state_dir == str(tmp_path / "state")
+
+
+def test_unknown_top_level_key_lists_the_new_keys() -> None:
+    """The top-level keys include instance, mailboxes and state_dir."""
+    text = "statedir: /x\nrelays: [{name: r, host: smtp.example.com}]"
+    assert _problems(text) == ["statedir: unknown key; did you mean state_dir?"]
+    assert _problems("zzz: 1\nrelays: [{name: r, host: smtp.example.com}]") == [
+        "zzz: unknown key; valid keys are defaults, dns, instance, mailboxes, "
+        "max_concurrent_probes, relays, state_dir"
+    ]
+
+
+def test_value_its_yaml_tag_cannot_read_is_a_problem() -> None:
+    """A bad explicitly tagged value, or a plain one YAML reads as an impossible date, is a
+    ConfigError with its line, never a bare ValueError."""
+    cases = {
+        "relays: [{name: r, host: h.example.com, tls_verify: !!bool maybe}]": (
+            "line 1: 'maybe' is not a valid !!bool; fix the value or remove the tag"
+        ),
+        "relays:\n  - name: r\n    port: !!int ''\n": (
+            "line 3: '' is not a valid !!int; fix the value or remove the tag"
+        ),
+        "relays:\n  - name: r\n    interval: !!float soon\n": (
+            "line 3: 'soon' is not a valid !!float; fix the value or remove the tag"
+        ),
+        "relays:\n  - name: r\n    mail_from: 2024-13-01\n": (
+            "line 3: '2024-13-01' is not a valid !!timestamp; quote it to keep it as text"
+        ),
+    }
+    for text, message in cases.items():
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, source="c.yaml", environ={})
+        assert [str(problem) for problem in caught.value.problems] == [
+            f"c.yaml: invalid YAML at {message}"
+        ]
+
+
+def test_mailbox_and_canary_secrets_never_appear_in_repr_or_str() -> None:
+    """repr() and str() of a config with mailboxes and canaries never show a secret."""
+    text = """
+mailboxes:
+  - name: a
+    host: imap.example.com
+    auth: {username: u, password_env: PW}
+    trusted_authserv_ids: [x]
+  - name: b
+    host: imap.example.com
+    auth:
+      username: u
+      oauth2:
+        token_url: https://idp.example.com/token
+        client_id: abc
+        client_secret_env: CS
+    trusted_authserv_ids: [x]
+relays:
+  - name: r
+    host: smtp.example.com
+    canary:
+      from: c@example.com
+      to: [{address: a@example.com, mailbox: a}, {address: b@example.com, mailbox: b}]
+"""
+    config = parse_config(text, environ={"PW": "imap-VALUE-17", "CS": "client-VALUE-99"})
+    assert config.mailboxes[0].auth.password is not None
+    shown = repr(config) + str(config) + repr(config.mailboxes) + str(config.relays[0].canary)
+    for value in ("imap-VALUE-17", "client-VALUE-99"):
+        assert value not in shown

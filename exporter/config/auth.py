@@ -34,12 +34,24 @@ _AUTH_SPECIAL = {key: _INLINE.format(key) for key in ("password", "token")}
 _OAUTH2_SPECIAL = {key: _INLINE.format(key) for key in ("client_secret", "refresh_token")}
 
 
-def parse_auth(value: object, path: str, context: Context, problems: Problems) -> AuthConfig:
-    """The auth block at ``path``; secrets are read now, so a missing one is a load error."""
+def parse_auth(
+    value: object,
+    path: str,
+    context: Context,
+    problems: Problems,
+    *,
+    password_mechanism: AuthMechanism = AuthMechanism.PLAIN,
+) -> AuthConfig:
+    """The auth block at ``path``; secrets are read now, so a missing one is a load error.
+
+    Without a mechanism key, a username or password means ``password_mechanism``.
+    """
     block = as_mapping(value, path, problems, "auth settings")
     check_keys(block, path, _AUTH_KEYS, problems, _AUTH_SPECIAL)
     reader = Reader(((block, path),), problems)
-    mechanism = reader.get("mechanism", _to_mechanism, None) or _default_mechanism(reader)
+    mechanism = reader.get("mechanism", _to_mechanism, None) or _default_mechanism(
+        reader, password_mechanism
+    )
     if mechanism == AuthMechanism.NONE:
         _check_no_credentials(reader)
         return NO_AUTH
@@ -108,12 +120,12 @@ def _warn_whitespace(secret: Secret, path: str, problems: Problems) -> None:
         )
 
 
-def _default_mechanism(reader: Reader) -> AuthMechanism:
-    """xoauth2 when a token source is given, plain for a username or password, else none."""
+def _default_mechanism(reader: Reader, password_mechanism: AuthMechanism) -> AuthMechanism:
+    """xoauth2 for a token source, ``password_mechanism`` for a username or password, else none."""
     if any(reader.is_set(key) for key in _TOKEN_KEYS):
         return AuthMechanism.XOAUTH2
     if any(reader.is_set(key) for key in ("username", *_PASSWORD_KEYS)):
-        return AuthMechanism.PLAIN
+        return password_mechanism
     return AuthMechanism.NONE
 
 

@@ -1,23 +1,46 @@
-"""The whole config: top-level keys, dns, max_concurrent_probes, from text or from a file."""
+"""The whole config: top-level keys, dns, max_concurrent_probes, instance and state_dir."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from exporter.config.mailboxes import parse_mailboxes, warn_unused_mailboxes
 from exporter.config.model import Config, ConfigError, DNSConfig, Problem
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
 from exporter.config.relays import parse_defaults, parse_relays
-from exporter.config.values import describe, is_hostname, to_int, to_nameserver, to_timeout
+from exporter.config.values import (
+    describe,
+    is_hostname,
+    resolve_file,
+    to_int,
+    to_nameserver,
+    to_str,
+    to_timeout,
+)
 from exporter.config.yaml_text import read_yaml
 
 __all__ = ["load_config", "parse_config"]
 
-_TOP_KEYS = ("defaults", "dns", "max_concurrent_probes", "relays")
+_TOP_KEYS = (
+    "defaults",
+    "dns",
+    "instance",
+    "mailboxes",
+    "max_concurrent_probes",
+    "relays",
+    "state_dir",
+)
 _DNS_KEYS = ("nameservers", "timeout")
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_INSTANCE_ENV = "SMTP_CANARY_INSTANCE"
+_INSTANCE_RULE = 'up to 63 letters, digits, "_", "." and "-", starting with a letter or digit'
+_STATE_ENV = "STATE_DIRECTORY"
+_STATE_HOME = (".local", "state", "smtp-canary-exporter")
 
 
 def parse_config(
@@ -42,11 +65,18 @@ def parse_config(
     check_keys(root, "", _TOP_KEYS, problems)
     context = Context(_default_ehlo_name(), environ, base_dir)
     defaults = parse_defaults(root.get("defaults"), context, problems)
+    names: dict[str, str] = {}
+    mailboxes = parse_mailboxes(root.get("mailboxes"), context, problems, names)
+    relays = parse_relays(root.get("relays"), defaults, context, problems, tuple(names))
+    warn_unused_mailboxes(names, relays, problems)
     config = Config(
-        relays=parse_relays(root.get("relays"), defaults, context, problems),
+        relays=relays,
         dns=_parse_dns(root.get("dns"), problems),
         max_concurrent_probes=_max_concurrent(root, problems),
         source=source,
+        mailboxes=mailboxes,
+        instance=_instance(root, context, problems),
+        state_dir=_state_dir(root, context, problems),
     )
     if problems.of("error"):
         raise ConfigError(problems.of("error"))
@@ -103,3 +133,57 @@ def _max_concurrent(root: Mapping[str, object], problems: Problems) -> int:
     if value < 1:
         problems.error("max_concurrent_probes", f"{value} is too small; use 1 or more")
     return max(value, 1)
+
+
+def _instance(root: Mapping[str, object], context: Context, problems: Problems) -> str:
+    """instance:, else $SMTP_CANARY_INSTANCE, else this host's name (or its first label)."""
+    reader = Reader(((root, ""),), problems)
+    if reader.is_set("instance"):
+        return reader.get("instance", _to_instance, "default")
+    env = os.environ if context.environ is None else context.environ
+    if env.get(_INSTANCE_ENV):
+        try:
+            return _to_instance(env[_INSTANCE_ENV])
+        except ValueError as exc:
+            problems.error("instance", f"environment variable {_INSTANCE_ENV}: {exc}")
+            return "default"
+    try:
+        hostname = socket.gethostname()
+    except OSError:
+        hostname = ""
+    for candidate in (hostname, hostname.partition(".")[0]):
+        if _INSTANCE.fullmatch(candidate):
+            return candidate
+    problems.error(
+        "instance",
+        f'this host\'s name "{hostname}" cannot name the instance; set instance: '
+        f"or {_INSTANCE_ENV} to {_INSTANCE_RULE}",
+    )
+    return "default"
+
+
+def _to_instance(value: object) -> str:
+    text = to_str(value)
+    if not _INSTANCE.fullmatch(text):
+        raise ValueError(f'"{text}" is not a valid instance name; use {_INSTANCE_RULE}')
+    return text
+
+
+def _state_dir(root: Mapping[str, object], context: Context, problems: Problems) -> str:
+    """state_dir: (from the config's directory), else $STATE_DIRECTORY, else under ~/.local."""
+    env = os.environ if context.environ is None else context.environ
+    home = env.get("HOME") or os.path.expanduser("~")
+    configured = Reader(((root, ""),), problems).get("state_dir", _to_directory, None)
+    if configured is not None:
+        if configured == "~" or configured.startswith("~/"):
+            return home + configured[1:]
+        return resolve_file(configured, context.base_dir)
+    from_systemd = env.get(_STATE_ENV, "").split(":")[0]
+    return from_systemd or os.path.join(home, *_STATE_HOME)
+
+
+def _to_directory(value: object) -> str:
+    text = to_str(value)
+    if not text:
+        raise ValueError("empty; give a directory, or leave state_dir out for the default")
+    return text

@@ -14,9 +14,12 @@ __all__ = [
     "NO_AUTH",
     "AuthConfig",
     "AuthMechanism",
+    "CanaryConfig",
+    "CanaryTarget",
     "Config",
     "ConfigError",
     "DNSConfig",
+    "MailboxConfig",
     "OAuth2Config",
     "Problem",
     "RelayConfig",
@@ -80,6 +83,46 @@ NO_AUTH = AuthConfig(AuthMechanism.NONE)
 
 
 @dataclass(frozen=True, slots=True)
+class CanaryTarget:
+    """One canary recipient, and the configured mailbox that reads it back."""
+
+    address: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryConfig:
+    """The canary round trip through a relay: who sends, who receives, how often."""
+
+    sender: str
+    to: tuple[CanaryTarget, ...]
+    interval: float = 300.0
+    timeout: float = 600.0
+    max_per_day: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxConfig:
+    """An IMAP mailbox that canaries are read back from."""
+
+    name: str
+    host: str
+    port: int
+    tls: TLSMode
+    tls_verify: bool = True
+    ca_file: str | None = None
+    tls_min_version: str = "1.2"
+    auth: AuthConfig = NO_AUTH
+    folders: tuple[tuple[str, str], ...] = (("inbox", "INBOX"),)
+    trusted_authserv_ids: tuple[str, ...] = ()
+    idle: bool = True
+    poll_interval: float = 30.0
+    timeout: float = 30.0
+    move_to: str | None = None
+    allow_plaintext_auth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RelayConfig:
     """One relay to probe."""
 
@@ -100,6 +143,7 @@ class RelayConfig:
     expect: Reason | None = None
     allow_plaintext_auth: bool = False
     preset: str | None = None
+    canary: CanaryConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +163,6 @@ class Config:
     max_concurrent_probes: int = 64
     warnings: tuple[Problem, ...] = ()
     source: str = "<string>"
+    mailboxes: tuple[MailboxConfig, ...] = ()
+    instance: str = "default"
+    state_dir: str | None = None

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import difflib
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from exporter.config.auth import parse_auth
+from exporter.config.canary import parse_canary
 from exporter.config.model import NO_AUTH, AuthConfig, AuthMechanism, RelayConfig
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
+from exporter.config.transport import (
+    check_ignored_tls_keys,
+    check_ports,
+    check_verification,
+    read_name,
+)
 from exporter.config.values import (
     describe,
     kind,
@@ -34,13 +40,12 @@ from exporter.providers import Preset, TLSMode, lookup_preset, preset_names
 __all__ = ["parse_defaults", "parse_relays"]
 
 _RELAY_KEYS = tuple(field for field in RelayConfig.__dataclass_fields__)
-_RELAY_ONLY = ("name", "host", "port", "preset", "rcpt_check", "expect")
+_RELAY_ONLY = ("name", "host", "port", "preset", "rcpt_check", "expect", "canary")
 _DEFAULTS_KEYS = tuple(key for key in _RELAY_KEYS if key not in _RELAY_ONLY)
 _DEFAULTS_SPECIAL = {key: "cannot be set in defaults; set it on each relay" for key in _RELAY_ONLY}
 _IMPLICIT_PORTS = frozenset({465, 2465})
 _STARTTLS_PORTS = frozenset({587, 2587})
 _PORT_FOR_MODE = {TLSMode.STARTTLS: 587, TLSMode.IMPLICIT: 465, TLSMode.NONE: 25}
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def parse_defaults(value: object, context: Context, problems: Problems) -> dict[str, object]:
@@ -53,9 +58,16 @@ def parse_defaults(value: object, context: Context, problems: Problems) -> dict[
 
 
 def parse_relays(
-    value: object, defaults: Mapping[str, object], context: Context, problems: Problems
+    value: object,
+    defaults: Mapping[str, object],
+    context: Context,
+    problems: Problems,
+    mailboxes: Sequence[str] = (),
 ) -> tuple[RelayConfig, ...]:
-    """Every relay that could be built; what is wrong with the others is in ``problems``."""
+    """Every relay that could be built; what is wrong with the others is in ``problems``.
+
+    ``mailboxes`` are the configured mailbox names that a canary block may send to.
+    """
     if value is None or value == []:
         problems.error(
             "relays", f"{'missing' if value is None else 'empty'}; add at least one relay"
@@ -66,7 +78,7 @@ def parse_relays(
         return ()
     seen: dict[str, str] = {}
     relays = [
-        _parse_relay(item, f"relays[{index}]", defaults, seen, context, problems)
+        _parse_relay(item, f"relays[{index}]", defaults, seen, context, problems, mailboxes)
         for index, item in enumerate(value)
     ]
     return tuple(relay for relay in relays if relay is not None)
@@ -116,6 +128,7 @@ def _parse_relay(
     seen: dict[str, str],
     context: Context,
     problems: Problems,
+    mailboxes: Sequence[str],
 ) -> RelayConfig | None:
     if not isinstance(value, Mapping):
         problems.error(path, f"expected a mapping of relay settings, got {kind(value)}")
@@ -123,7 +136,7 @@ def _parse_relay(
     raw = as_mapping(value, path, problems, "relay settings")
     check_keys(raw, path, _RELAY_KEYS, problems)
     reader = Reader(((raw, path), (defaults, "defaults")), problems)
-    name = _read_name(reader, seen)
+    name = read_name(reader, seen, "relay")
     preset_name, preset = _read_preset(reader)
     shared = _read_shared(reader, context)
     host, port, tls = _endpoint(reader, shared.tls, preset)
@@ -145,36 +158,21 @@ def _parse_relay(
         expect=reader.get("expect", to_expect, None),
         allow_plaintext_auth=shared.allow_plaintext_auth,
         preset=preset_name,
+        canary=parse_canary(raw.get("canary"), reader.at("canary"), mailboxes, problems),
     )
     _check_ports(relay, reader)
     if relay.tls == TLSMode.NONE:
         _check_plaintext(relay, reader)
     else:
-        _check_verification(relay, reader)
+        check_verification(reader, relay.tls_verify, relay.ca_file, "relay")
     _check_timing(shared, reader)
+    if relay.canary is not None and relay.expect is not None:
+        problems.error(
+            reader.at("canary"),
+            "a relay with expect must fail, so it cannot deliver canaries; "
+            "move canary to a relay without expect",
+        )
     return relay
-
-
-def _read_name(reader: Reader, seen: dict[str, str]) -> str:
-    name = reader.get("name", to_str, None)
-    if name is None:
-        if not reader.is_set("name"):
-            reader.problems.error(reader.at("name"), "missing; give the relay a unique name")
-        return ""
-    if not _NAME.fullmatch(name):
-        reader.problems.error(
-            reader.at("name"),
-            f'"{name}" is not a valid name; use letters, digits, "_", "." and "-", '
-            "starting with a letter or digit",
-        )
-    elif name in seen:
-        reader.problems.error(
-            reader.at("name"),
-            f'duplicate name "{name}" (also {seen[name]}); relay names must be unique',
-        )
-    else:
-        seen[name] = reader.path
-    return name
 
 
 def _read_preset(reader: Reader) -> tuple[str | None, Preset | None]:
@@ -215,52 +213,22 @@ def _endpoint(
 
 def _check_ports(relay: RelayConfig, reader: Reader) -> None:
     """Port and TLS mode combinations: impossible ones are errors, odd ones warnings."""
-    port, tls, at = relay.port, relay.tls, reader.at
-    if port in _IMPLICIT_PORTS and tls == TLSMode.STARTTLS:
-        reader.problems.error(at("tls"), f"{port} speaks implicit TLS; set tls: implicit")
-    if port in _STARTTLS_PORTS and tls == TLSMode.IMPLICIT:
-        reader.problems.error(at("tls"), f"{port} speaks STARTTLS; set tls: starttls")
-    if tls == TLSMode.NONE and port in _IMPLICIT_PORTS | _STARTTLS_PORTS:
-        usual = TLSMode.IMPLICIT if port in _IMPLICIT_PORTS else TLSMode.STARTTLS
-        spoken = "implicit TLS" if usual == TLSMode.IMPLICIT else "STARTTLS"
+    check_ports(reader, relay.port, relay.tls, _IMPLICIT_PORTS, _STARTTLS_PORTS)
+    if relay.port == 25 and relay.auth.mechanism != AuthMechanism.NONE:
         reader.problems.warn(
-            at("tls"),
-            f"tls: none on port {port}, which normally speaks {spoken}; "
-            f"set tls: {usual} unless this server has no TLS",
-        )
-    if port == 25 and relay.auth.mechanism != AuthMechanism.NONE:
-        reader.problems.warn(
-            at("port"), "port 25 with authentication: most clouds block outbound 25; use 587"
+            reader.at("port"), "port 25 with authentication: most clouds block outbound 25; use 587"
         )
 
 
 def _check_plaintext(relay: RelayConfig, reader: Reader) -> None:
     """With tls: none, TLS keys are ignored and credentials need an explicit opt-in."""
-    for key in ("tls_verify", "ca_file", "tls_server_name", "tls_min_version"):
-        if reader.explicit(key):
-            reader.problems.warn(reader.at(key), "ignored with tls: none; remove it")
+    check_ignored_tls_keys(reader, ("tls_verify", "ca_file", "tls_server_name", "tls_min_version"))
     has_auth = relay.auth.mechanism != AuthMechanism.NONE
     if has_auth and not relay.allow_plaintext_auth and relay.expect is None:
         reader.problems.error(
             reader.at("auth"),
             "credentials would cross the network unencrypted; "
             "use tls: starttls or implicit, or set allow_plaintext_auth: true",
-        )
-
-
-def _check_verification(relay: RelayConfig, reader: Reader) -> None:
-    """Verification off is always said out loud; with a ca_file it contradicts itself."""
-    if relay.tls_verify:
-        return
-    reader.problems.warn(
-        reader.at("tls_verify"),
-        "certificate verification is off for this relay; "
-        "anyone on the path can read the credentials",
-    )
-    if relay.ca_file is not None:
-        reader.problems.error(
-            reader.at("ca_file"),
-            "ca_file is set but tls_verify is false; remove ca_file or set tls_verify: true",
         )
 
 

@@ -15,6 +15,7 @@ from exporter.results import Reason
 __all__ = [
     "choice",
     "describe",
+    "duration_text",
     "is_hostname",
     "is_ip",
     "kind",
@@ -29,6 +30,7 @@ __all__ = [
     "to_host",
     "to_int",
     "to_interval",
+    "to_long_duration",
     "to_mail_from",
     "to_nameserver",
     "to_port",
@@ -116,6 +118,17 @@ def seconds_text(value: float) -> str:
     return f"{value:g}s"
 
 
+def duration_text(value: float) -> str:
+    """A duration as a config writes it: ``45s``, ``5m``, ``7m12s``, ``1h30m``, ``0.5s``."""
+    whole_minutes = int(value // 60)
+    hours, minutes = divmod(whole_minutes, 60)
+    seconds = value - whole_minutes * 60
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    if seconds or not whole_minutes:
+        parts.append(f"{seconds:g}s")
+    return "".join(parts)
+
+
 def to_port(value: object) -> int:
     port = to_int(value)
     if not 1 <= port <= 65535:
@@ -130,10 +143,22 @@ def to_interval(value: object) -> float:
     return seconds
 
 
-def to_timeout(value: object) -> float:
+def to_long_duration(value: object, *, what: str, minimum: float) -> float:
+    """A duration of at least ``minimum`` seconds; ``what`` names it in the message."""
+    seconds = parse_duration(value)
+    if seconds < minimum:
+        raise ValueError(
+            f"{what} {seconds_text(seconds)} is too short; use at least {seconds_text(minimum)}"
+        )
+    return seconds
+
+
+def to_timeout(value: object, example: str = "15s") -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
-        raise ValueError(f"timeout {seconds_text(seconds)} must be more than 0s; use e.g. 15s")
+        raise ValueError(
+            f"timeout {seconds_text(seconds)} must be more than 0s; use e.g. {example}"
+        )
     return seconds
 
 

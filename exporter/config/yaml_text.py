@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from exporter.config.model import ConfigError, Problem
 from exporter.config.reader import join
+from exporter.config.values import describe
 
 __all__ = ["read_yaml"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STANDARD_TAG = "tag:yaml.org,2002:"
+# What PyYAML's constructors raise for a scalar their tag cannot read, e.g. !!int abc.
+_CONSTRUCT_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
 
 
 def read_yaml(text: str, source: str) -> tuple[object, tuple[str, ...]]:
@@ -24,17 +30,47 @@ def read_yaml(text: str, source: str) -> tuple[object, tuple[str, ...]]:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}" if mark else "somewhere"
         what = exc.problem or exc.context or "syntax error"
-        raise ConfigError(
-            [Problem(source, f"invalid YAML at {where}: {what}; fix the syntax on that line")]
-        ) from None
+        fix = exc.fix if isinstance(exc, _BadValueError) else "fix the syntax on that line"
+        raise ConfigError([Problem(source, f"invalid YAML at {where}: {what}; {fix}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(source, f"invalid YAML: {type(exc).__name__}")]) from None
     finally:
         loader.dispose()
 
 
+class _BadValueError(yaml.MarkedYAMLError):
+    """A scalar that its tag cannot be built from, such as ``!!int abc`` or ``2024-13-01``."""
+
+    def __init__(self, node: yaml.Node, explicit: bool) -> None:
+        tag = node.tag.replace(_STANDARD_TAG, "!!")
+        super().__init__(
+            problem=f"{describe(node.value)} is not a valid {tag}", problem_mark=node.start_mark
+        )
+        self.fix = "fix the value or remove the tag" if explicit else "quote it to keep it as text"
+
+
 class _Loader(yaml.SafeLoader):
-    """A SafeLoader that also finds duplicate keys, which plain YAML loading drops silently."""
+    """A SafeLoader that also finds duplicate keys, which plain YAML loading drops silently.
+
+    A value that its tag cannot be built from is a YAML error with its line, not a crash.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._tagged: set[int] = set()
+
+    def compose_scalar_node(self, anchor: dict[Any, yaml.Node]) -> yaml.ScalarNode:
+        tag = self.peek_event().tag  # type: ignore[no-untyped-call]
+        node = super().compose_scalar_node(anchor)
+        if tag is not None and tag != "!":
+            self._tagged.add(id(node))
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except _CONSTRUCT_ERRORS:
+            raise _BadValueError(node, id(node) in self._tagged) from None
 
     def load_document(self) -> tuple[object, tuple[str, ...]]:
         node = self.get_single_node()

@@ -1,0 +1,52 @@
+"""A relay that really delivers: aiosmtpd accepts with AUTH, stamps Authentication-Results as a
+receiving MX would, and hands each message to Dovecot (LMTP into INBOX, APPEND into Junk)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.servers.dovecot import Dovecot
+from tests.servers.smtp import Recorder
+
+GOOD_AR = ("mx.test.example; spf=pass smtp.mailfrom=example.test; "
+           "dkim=pass header.d=example.test header.s=s1; dmarc=pass header.from=example.test")
+
+
+@dataclass
+class DeliveringRecorder(Recorder):
+    """Recorder that delivers into Dovecot; ``hold`` keeps messages back (to make them lost)."""
+
+    dovecot: Dovecot | None = None
+    users: dict[str, str] = field(default_factory=dict)  # address -> dovecot user
+    junk: set[str] = field(default_factory=set)  # addresses filed into Junk
+    stamps: list[str] = field(default_factory=lambda: [GOOD_AR])  # A-R values, top first
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    hold: bool = False
+    held: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope)
+        content = envelope.original_content or b""
+        added = [f"Authentication-Results: {v}" for v in self.stamps]
+        added += [f"{k}: {v}" for k, v in self.extra_headers]
+        raw = "".join(h + "\r\n" for h in added).encode() + content
+        for address in envelope.rcpt_tos:
+            item = (self.users[address], raw, "Junk" if address in self.junk else None)
+            if self.hold:
+                self.held.append(item)
+            else:
+                await asyncio.to_thread(self._deliver, *item)
+        return "250 2.0.0 Ok: queued"
+
+    def _deliver(self, user: str, raw: bytes, folder: str | None) -> None:
+        assert self.dovecot is not None
+        self.dovecot.deliver(user, raw, folder=folder)
+
+    def release(self) -> None:
+        """Deliver what was held back (from the calling thread)."""
+        held, self.held = self.held, []
+        for item in held:
+            self._deliver(*item)
