@@ -161,13 +161,20 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
     import secrets as pysecrets
 
     from exporter.app import App
-    from exporter.demo import PASSWORD_ENV, WRONG_PASSWORD_ENV, DemoRelay, write_demo_config
+    from exporter.demo import (
+        IMAP_PASSWORD_ENV,
+        PASSWORD_ENV,
+        WRONG_PASSWORD_ENV,
+        DemoRelay,
+        write_demo_config,
+    )
 
     with tempfile.TemporaryDirectory(prefix="smtp-canary-demo-") as tmp:
         relay = DemoRelay(Path(tmp))
         await relay.start()
         os.environ[PASSWORD_ENV] = relay.password
         os.environ[WRONG_PASSWORD_ENV] = "not-" + pysecrets.token_urlsafe(8)
+        os.environ[IMAP_PASSWORD_ENV] = relay.imap_password
         config_path = Path(tmp) / "config.yaml"
         write_demo_config(relay, config_path, interval=interval)
         app = App(str(config_path), listen=listen)
@@ -182,6 +189,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
         base = f"http://{host}:{app.web.port}"
         print(f"demo relay: STARTTLS on 127.0.0.1:{relay.starttls_port}, implicit TLS on "
               f"127.0.0.1:{relay.implicit_port}", flush=True)
+        print(f"demo IMAP:  implicit TLS on 127.0.0.1:{relay.imap.imaps_port}", flush=True)
         print(f"config:     {config_path}", flush=True)
         print(f"metrics:    {base}/metrics", flush=True)
         print(f"status:     {base}/", flush=True)

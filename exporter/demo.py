@@ -17,10 +17,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from exporter.demo_imap import DemoIMAPServer, MailStore
+
 __all__ = ["DemoRelay", "make_certificate", "write_demo_config"]
 
 PASSWORD_ENV = "SMTP_CANARY_DEMO_PASSWORD"  # noqa: S105 - a variable name
 WRONG_PASSWORD_ENV = "SMTP_CANARY_DEMO_WRONG_PASSWORD"  # noqa: S105
+IMAP_PASSWORD_ENV = "SMTP_CANARY_DEMO_IMAP_PASSWORD"  # noqa: S105
 USERNAME = "demo"
 
 
@@ -81,14 +84,34 @@ def make_certificate(directory: Path, *, days: int = 30) -> tuple[Path, Path, Pa
     return paths
 
 
+# What the demo's receiving MX stamps. It verifies nothing: it plays a receiver that saw
+# SPF, DKIM and DMARC pass for mail to the inbox address, and fail for mail it files as junk,
+# so the exporter's parser, verdicts and alert conditions have real headers to work on.
+DEMO_MX = "demo-mx.localhost"
+DEMO_DOMAIN = "demo.localhost"
+INBOX_ADDRESS = f"canary@{DEMO_DOMAIN}"
+JUNK_ADDRESS = f"junk@{DEMO_DOMAIN}"
+_PASS = (f"{DEMO_MX}; spf=pass smtp.mailfrom={DEMO_DOMAIN}; dkim=pass header.d={DEMO_DOMAIN}"
+         f" header.s=demo; dmarc=pass header.from={DEMO_DOMAIN}")
+_FAIL = (f"{DEMO_MX}; spf=softfail smtp.mailfrom={DEMO_DOMAIN}; dkim=fail (body hash did not"
+         f" verify) header.d={DEMO_DOMAIN} header.s=demo; dmarc=fail header.from={DEMO_DOMAIN}")
+
+
 @dataclass
 class _Handler:
-    """Accepts every message and keeps the last few, as a relay's queue would."""
+    """Accepts every message; mail for the demo domain goes into the demo mailbox."""
 
+    store: MailStore | None = None
     received: list[Envelope] = field(default_factory=list)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received = [*self.received[-99:], envelope]
+        content = envelope.original_content or b""
+        if self.store is not None:
+            for rcpt in envelope.rcpt_tos:
+                junk = rcpt.lower() == JUNK_ADDRESS
+                stamp = f"Authentication-Results: {_FAIL if junk else _PASS}\r\n".encode()
+                self.store.deliver("canary", stamp + content, folder="Junk" if junk else "INBOX")
         return f"250 2.0.0 Ok: queued as {secrets.token_hex(5).upper()}"
 
 
@@ -98,10 +121,14 @@ class DemoRelay:
     def __init__(self, directory: Path, *, password: str | None = None) -> None:
         self.directory = directory
         self.password = password or secrets.token_urlsafe(18)
+        self.imap_password = secrets.token_urlsafe(18)
         self.ca_file, cert, key = make_certificate(directory)
         self._ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ctx.load_cert_chain(cert, key)
-        self.handler = _Handler()
+        self.mail = MailStore()
+        self.imap = DemoIMAPServer(self.mail, users={"canary": self.imap_password},
+                                   ssl_context=self._ctx, hostname="demo-imap.localhost")
+        self.handler = _Handler(store=self.mail)
         self.starttls_port = 0
         self.implicit_port = 0
         self._servers: list[asyncio.Server] = []
@@ -136,8 +163,10 @@ class DemoRelay:
         self._servers = [plain, implicit]
         self.starttls_port = plain.sockets[0].getsockname()[1]
         self.implicit_port = implicit.sockets[0].getsockname()[1]
+        await self.imap.start()
 
     async def stop(self) -> None:
+        await self.imap.stop()
         for server in self._servers:
             server.close()
         for server in self._servers:
@@ -145,10 +174,23 @@ class DemoRelay:
 
 
 def write_demo_config(relay: DemoRelay, path: Path, *, interval: float = 10.0) -> None:
-    """The demo's config: two working relays, a negative check, and one misconfigured relay."""
+    """The demo's config: two working relays with canaries (one lands in Junk), a negative
+    check, and one misconfigured relay."""
     timeout = min(5.0, interval / 2)
+    canary_interval = max(10.0, interval)
     path.write_text(
         f"""# Written by `smtp-canary-exporter demo`: probes the demo relay on loopback.
+instance: demo
+state_dir: {path.parent / "state"}
+mailboxes:
+  - name: demo-mailbox
+    host: localhost
+    port: {relay.imap.imaps_port}
+    tls: implicit
+    ca_file: {relay.ca_file}
+    auth: {{username: canary, password_env: {IMAP_PASSWORD_ENV}}}
+    trusted_authserv_ids: [{DEMO_MX}]
+    poll_interval: 5s
 defaults:
   interval: {interval:g}s
   timeout: {timeout:g}s
@@ -162,11 +204,21 @@ relays:
     auth: {{mechanism: plain, username: {USERNAME}, password_env: {PASSWORD_ENV}}}
     rcpt_check: canary@demo.localhost
     mail_from: probe@demo.localhost
-  - name: demo-implicit          # like port 465
+    canary:
+      from: canary@{DEMO_DOMAIN}
+      to: [{{address: {INBOX_ADDRESS}, mailbox: demo-mailbox}}]
+      interval: {canary_interval:g}s
+      timeout: 60s
+  - name: demo-implicit          # like port 465; its canaries are filed as junk
     host: localhost
     port: {relay.implicit_port}
     tls: implicit
     auth: {{mechanism: login, username: {USERNAME}, password_env: {PASSWORD_ENV}}}
+    canary:
+      from: canary@{DEMO_DOMAIN}
+      to: [{{address: {JUNK_ADDRESS}, mailbox: demo-mailbox}}]
+      interval: {canary_interval:g}s
+      timeout: 60s
   - name: demo-wrong-password    # a negative check: a bad password must be refused
     host: localhost
     port: {relay.starttls_port}

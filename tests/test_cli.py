@@ -191,6 +191,22 @@ def test_demo_shows_real_numbers_and_stops_cleanly(tmp_path: Path,
     assert total is not None and total > 0
     page = http(base + "/")[1]
     assert "demo-starttls" in page and "tls_mode_mismatch" in page
+    box = {"mailbox": "demo-mailbox"}
+    wait_for(lambda: all(
+        (value(http(base + "/metrics")[1], "smtp_canary_received_total", relay=r, folder=f,
+               **box) or 0) >= 1
+        for r, f in (("demo-starttls", "inbox"), ("demo-implicit", "spam"))
+    ), timeout=30)
+    text = http(base + "/metrics")[1]
+    assert value(text, "smtp_mailbox_up", **box) == 1
+    assert value(text, "smtp_canary_auth_result", relay="demo-starttls", method="dmarc",
+                 result="pass", **box) == 1
+    assert value(text, "smtp_canary_auth_result", relay="demo-implicit", method="dkim",
+                 result="fail", **box) == 1
+    latency = value(text, "smtp_canary_last_delivery_duration_seconds", relay="demo-starttls",
+                    **box)
+    assert latency is not None and 0 < latency < 5
+    assert "dmarc=pass" in http(base + "/")[1]
     assert d.stop() < 5
     assert d.proc.returncode == 0
 

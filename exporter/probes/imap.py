@@ -87,6 +87,7 @@ class MailboxWatcher:
                                         daemon=True)
         self._client: IMAPClient | None = None
         self.idle_supported: bool | None = None
+        self._inbox_exists: int | None = None
         self.folders: tuple[tuple[str, str], ...] = ()
 
     # -- control (any thread) ------------------------------------------------------------------
@@ -227,7 +228,9 @@ class MailboxWatcher:
     def _idle(self, client: IMAPClient) -> None:
         """IDLE on the inbox until something arrives, a sweep is due, or we are stopped."""
         inbox = self.folders[0][1]
-        client.select_folder(inbox)
+        info = client.select_folder(inbox)
+        if info.get(b"EXISTS") != self._inbox_exists:
+            return  # something arrived between the sweep and now: sweep again first
         client.idle()
         deadline = time.monotonic() + min(self.config.poll_interval, IDLE_RENEW)
         try:
@@ -235,7 +238,7 @@ class MailboxWatcher:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                responses = client.idle_check(timeout=min(1.0, left))
+                responses = client.idle_check(timeout=min(0.25, left))
                 if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                     break
         finally:
@@ -246,13 +249,15 @@ class MailboxWatcher:
             if self._stop.is_set():
                 return
             try:
-                client.select_folder(name)
+                info = client.select_folder(name)
             except IMAPClientError as exc:
                 log.info("folder not selectable", extra={"mailbox": self.config.name,
                                                          "folder": name,
                                                          "error": _server_text(exc)})
                 continue
             uids = client.search(["HEADER", CANARY_HEADER, self.prefix])
+            if name == self.folders[0][1]:
+                self._inbox_exists = int(info.get(b"EXISTS", 0)) - len(uids)
             if not uids:
                 continue
             seen_at = time.time()

@@ -1,0 +1,113 @@
+"""Canary detection delay: from a message being stored in the mailbox to the watcher seeing it,
+with IMAP IDLE and with polling, against a real Dovecot on 127.0.0.1.
+
+Needs Dovecot (tests/servers/install-dovecot.sh) and root, like the canary tests.
+
+    python bench/canary_detection.py [--messages 20] [--poll-interval 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import trustme  # noqa: E402
+
+from exporter.config import parse_config  # noqa: E402
+from exporter.probes.canary import compose_canary, new_token  # noqa: E402
+from exporter.probes.imap import MailboxStatus, MailboxWatcher  # noqa: E402
+from exporter.results import Arrival  # noqa: E402
+from tests.servers.dovecot import dovecot_available, start_dovecot  # noqa: E402
+
+USERS = {"canary": "bench-pass"}
+
+
+async def _measure(
+    idle: bool, messages: int, poll: float, tmp: Path, ca: trustme.CA
+) -> list[float]:
+    server = start_dovecot(tmp / ("idle" if idle else "poll"), users=USERS, ca=ca, idle=idle)
+    try:
+        config = parse_config(
+            "mailboxes:\n  - {name: box, host: 127.0.0.1, port: " + str(server.imaps_port)
+            + ", tls: implicit, ca_file: " + server.ca_file + f", poll_interval: {poll:g}s,"
+            " trusted_authserv_ids: [x], auth: {username: canary, password_env: P}}\n"
+            "relays:\n  - {name: r, host: 127.0.0.1, port: 25, tls: none,"
+            " canary: {from: a@example.test, to: [{address: b@example.test, mailbox: box}]}}\n",
+            environ={"P": USERS["canary"]},
+        )
+        loop = asyncio.get_running_loop()
+        seen: dict[str, float] = {}
+        up = asyncio.Event()
+        arrived = asyncio.Event()
+
+        def on_arrival(arrival: Arrival) -> None:
+            seen[arrival.token] = arrival.seen_at
+            arrived.set()
+
+        def on_status(status: MailboxStatus) -> None:
+            if status.up:
+                up.set()
+
+        watcher = MailboxWatcher(config.mailboxes[0], instance="bench", loop=loop,
+                                 on_arrival=on_arrival, on_status=on_status)
+        watcher.start()
+        await asyncio.wait_for(up.wait(), 10)
+        delays: list[float] = []
+        for _ in range(messages):
+            # Polling: land at different points of the cycle, as real deliveries do.
+            await asyncio.sleep(0.3 + (poll * 0.37 if not idle else 0.0))
+            token = new_token("bench")
+            raw = compose_canary(token=token, relay="r", sender="a@example.test",
+                                 recipients=["b@example.test"], now=time.time())
+            await asyncio.to_thread(server.deliver, "canary", raw)
+            stored = time.time()
+            deadline = time.monotonic() + poll + 10
+            while token not in seen and time.monotonic() < deadline:
+                arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), deadline - time.monotonic())
+            if token in seen:
+                delays.append(seen[token] - stored)
+        await asyncio.to_thread(watcher.stop)
+        return delays
+    finally:
+        server.stop()
+
+
+def _row(name: str, delays: list[float], sent: int) -> str:
+    if not delays:
+        return f"{name:<22} {sent:>5} {0:>5}"
+    ordered = sorted(delays)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    return (f"{name:<22} {sent:>5} {len(delays):>5} {statistics.median(delays) * 1000:>9.1f}"
+            f" {p95 * 1000:>9.1f} {max(delays) * 1000:>9.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--poll-interval", type=float, default=5.0)
+    args = parser.parse_args()
+    if not dovecot_available():
+        print("canary_detection: Dovecot is not installed (or not root); skipped")
+        return
+    ca = trustme.CA()
+    with tempfile.TemporaryDirectory() as tmp:
+        idle = asyncio.run(_measure(True, args.messages, args.poll_interval, Path(tmp), ca))
+        poll = asyncio.run(_measure(False, args.messages, args.poll_interval, Path(tmp), ca))
+    print(f"{'mode':<22} {'sent':>5} {'seen':>5} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")
+    print(_row("IDLE", idle, args.messages))
+    print(_row(f"polling every {args.poll_interval:g}s", poll, args.messages))
+
+
+if __name__ == "__main__":
+    main()
