@@ -9,14 +9,14 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.canarystate import CanaryRecord, CanaryState
 from exporter.canarystore import ArrivalReport, CanaryStore
 from exporter.config import Config, MailboxConfig, RelayConfig
 from exporter.parsing.authresults import judge
 from exporter.parsing.spamheaders import spam_scores
-from exporter.probes.canary import send_canary
+from exporter.probes.canary import new_token, send_canary
 from exporter.probes.imap import MailboxStatus, MailboxWatcher
 from exporter.results import Arrival, CanarySent
 from exporter.scheduler import FIRST_SPREAD, JITTER, token_source_for
@@ -53,6 +53,8 @@ class CanaryManager:
         self._expiry: asyncio.Task[None] | None = None
         # The first scheduled send starts at a random point of this window (or the interval).
         self.first_spread = FIRST_SPREAD
+        self._pending: set[str] = set()
+        self._early: dict[tuple[str, str], Arrival] = {}
 
     @property
     def state(self) -> CanaryState | None:
@@ -152,27 +154,50 @@ class CanaryManager:
                 due = loop.time() + canary.interval
 
     async def send_once(self, relay: RelayConfig, *, token_source: object = None) -> CanarySent:
-        """Send one canary now and start watching for it."""
+        """Send one canary now and start watching for it.
+
+        The canary is recorded before it is sent, so a crash mid-send loses nothing, and an
+        arrival that beats the end of the SMTP session (a fast relay delivers before it
+        answers the DATA) is held until the send time is known."""
         canary = relay.canary
         assert canary is not None
-        assert self._state is not None
-        result = await self._send(relay, canary, instance=self._instance,
-                                  nameservers=self._nameservers, token_source=token_source)
+        state = self._state
+        assert state is not None
+        token = new_token(self._instance)
+        now = time.time()
+        state.add([
+            CanaryRecord(token=token, relay=relay.name, mailbox=t.mailbox, address=t.address,
+                         sent_at=now, deadline=now + canary.timeout + relay.timeout)
+            for t in canary.to
+        ])
+        self._pending.add(token)
+        try:
+            result = await self._send(relay, canary, instance=self._instance,
+                                      nameservers=self._nameservers,
+                                      token_source=token_source, token=token)
+        finally:
+            self._pending.discard(token)
         self._store.sent(result)
-        if result.sent_at is not None and result.accepted:
-            records = [
-                CanaryRecord(token=result.token, relay=relay.name, mailbox=t.mailbox,
-                             address=t.address, sent_at=result.sent_at,
-                             deadline=result.sent_at + canary.timeout,
-                             uncertain=result.uncertain)
-                for t in canary.to if t.address in result.accepted
-            ]
-            self._state.add(records)
-            self._publish_state()
-            for record in records:
-                entry = self._watchers.get(record.mailbox)
-                if entry is not None:
-                    entry[1].wake()
+        for target in canary.to:
+            record = state.get(token, target.mailbox)
+            if record is None:
+                continue
+            if result.sent_at is not None and target.address in result.accepted:
+                state.update(replace(record, sent_at=result.sent_at,
+                                     deadline=result.sent_at + canary.timeout,
+                                     uncertain=result.uncertain))
+            else:
+                state.remove(token, target.mailbox)
+                self._early.pop((token, target.mailbox), None)
+        for target in canary.to:
+            early = self._early.pop((token, target.mailbox), None)
+            if early is not None:
+                self._on_arrival(early)
+        self._publish_state()
+        for target in canary.to:
+            entry = self._watchers.get(target.mailbox)
+            if entry is not None:
+                entry[1].wake()
         if not result.success:
             log.warning("canary send failed", extra={
                 "relay": relay.name, "reason": result.reason.value if result.reason else None,
@@ -186,6 +211,9 @@ class CanaryManager:
     def _on_arrival(self, arrival: Arrival) -> None:
         state = self._state
         if state is None:
+            return
+        if arrival.token in self._pending:  # seen before the relay finished answering
+            self._early[(arrival.token, arrival.mailbox)] = arrival
             return
         record = state.remove(arrival.token, arrival.mailbox)
         if record is None:

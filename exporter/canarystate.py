@@ -69,6 +69,11 @@ class CanaryState:
             self._records[(record.token, record.mailbox)] = record
         self.save()
 
+    def update(self, record: CanaryRecord) -> None:
+        """Replace a canary's record (its send time became known)."""
+        self._records[(record.token, record.mailbox)] = record
+        self.save()
+
     def remove(self, token: str, mailbox: str) -> CanaryRecord | None:
         """Forget a canary that was seen; returns what was known of it."""
         record = self._records.pop((token, mailbox), None)

@@ -47,13 +47,15 @@ def silent_after_data(received: list[bytes]) -> Any:
 def config(tmp_path: Path, port: int, to: list[str]) -> Path:
     doc = {
         "instance": "send", "state_dir": str(tmp_path / "state"),
-        "mailboxes": [{"name": "box", "host": "127.0.0.1", "port": refused_port(),
+        "mailboxes": [{"name": name, "host": "127.0.0.1", "port": refused_port(),
                        "tls": "implicit", "trusted_authserv_ids": ["mx"],
-                       "auth": {"username": "u", "password_env": "RELAY_PASSWORD"}}],
+                       "auth": {"username": "u", "password_env": "RELAY_PASSWORD"}}
+                      for name in ("box", "box2")],
         "relays": [{"name": "quiet", "host": "127.0.0.1", "port": port, "tls": "none",
                     "interval": "1h", "timeout": "1500ms",
                     "canary": {"from": "c@example.test", "interval": "1h", "timeout": "10m",
-                               "to": [{"address": a, "mailbox": "box"} for a in to]}}],
+                               "to": [{"address": a, "mailbox": box}
+                                      for a, box in zip(to, ("box", "box2"), strict=False)]}}],
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -272,8 +272,12 @@ INVALID: dict[str, list[str]] = {
         "that receives it",
         'relays[1].canary.to[3].address: "canary@gmail.example" is listed twice '
         "(also relays[1].canary.to[2]); list each recipient once",
+        "relays[1].canary.to[3].mailbox: gmail-canary already receives this canary "
+        "(also relays[1].canary.to[1]); send to each mailbox through one address",
         'relays[1].canary.to[4].address: "Canary@Gmail.example" is listed twice '
         "(also relays[1].canary.to[2]); list each recipient once",
+        "relays[1].canary.to[4].mailbox: gmail-canary already receives this canary "
+        "(also relays[1].canary.to[1]); send to each mailbox through one address",
     ],
     "canary-mailbox-typo": [
         'relays[0].canary.to[1].mailbox: no mailbox named "gmail-canry"; did you mean gmail-canary?'
@@ -292,6 +296,10 @@ INVALID: dict[str, list[str]] = {
     "canary-max-per-day": [
         "relays[0].canary.interval: 5m sends 288 canaries a day, above max_per_day 200; "
         "raise interval to at least 7m12s"
+    ],
+    "canary-mailbox-twice": [
+        "relays[0].canary.to[1].mailbox: box already receives this canary (also "
+        "relays[0].canary.to[0]); send to each mailbox through one address"
     ],
     "canary-with-expect": [
         "relays[0].canary: a relay with expect must fail, so it cannot deliver canaries; "

@@ -113,6 +113,15 @@ def _parse_target(
         )
     elif mailbox and mailbox not in mailboxes:
         problems.error(reader.at("mailbox"), _unknown_mailbox(mailbox, mailboxes))
+    elif mailbox and f"mailbox:{mailbox}" in seen:
+        # One canary reaches a mailbox once; its metrics are per relay and mailbox.
+        problems.error(
+            reader.at("mailbox"),
+            f"{mailbox} already receives this canary (also {seen[f'mailbox:{mailbox}']}); "
+            "send to each mailbox through one address",
+        )
+    elif mailbox:
+        seen[f"mailbox:{mailbox}"] = path
     return CanaryTarget(address, mailbox)
 
 

@@ -86,9 +86,10 @@ async def send_canary(
     instance: str,
     nameservers: tuple[tuple[str, int], ...] = (),
     token_source: TokenSource | None = None,
+    token: str | None = None,
 ) -> CanarySent:
     """Send one canary to every configured recipient; phases mail, rcpt and data are timed."""
-    token = new_token(instance)
+    token = token or new_token(instance)
     started_at = time.time()
     session = SMTPSession(relay, nameservers=nameservers)
     accepted: list[str] = []

@@ -43,7 +43,10 @@ class DeliveringRecorder(Recorder):
 
     def _deliver(self, user: str, raw: bytes, folder: str | None) -> None:
         assert self.dovecot is not None
-        self.dovecot.deliver(user, raw, folder=folder)
+        try:
+            self.dovecot.deliver(user, raw, folder=folder)
+        except Exception as exc:
+            raise RuntimeError(f"delivery failed: {exc}\n{self.dovecot.log_tail(40)}") from exc
 
     def release(self) -> None:
         """Deliver what was held back (from the calling thread)."""
