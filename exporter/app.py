@@ -16,6 +16,8 @@ from prometheus_client.registry import CollectorRegistry
 from exporter.canaries import CanaryManager
 from exporter.canarystore import CanaryStore
 from exporter.config import Config, ConfigError, load_config
+from exporter.dnschecks import DNSManager
+from exporter.dnsstore import DNSStore
 from exporter.metrics import ExporterCollector
 from exporter.scheduler import ProbeFn, Scheduler
 from exporter.store import RelayInfo, ResultStore
@@ -66,6 +68,8 @@ class App:
         )
         self.canary_store = CanaryStore()
         self.canaries = CanaryManager(self.canary_store)
+        self.dns_store = DNSStore()
+        self.dns = DNSManager(self.dns_store)
         self.config: Config | None = None
         self.web: WebServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,6 +87,7 @@ class App:
         )
         self.scheduler.apply(config)
         self.canaries.apply(config)
+        self.dns.apply(config)
         self.config = config
         for warning in config.warnings:
             log.warning("config warning", extra={"problem": str(warning)})
@@ -91,7 +96,8 @@ class App:
         self._loop = asyncio.get_running_loop()
         self._adopt(await asyncio.to_thread(self._load))
         self.registry.register(
-            ExporterCollector(self.store.snapshot, self.canary_store.snapshot)
+            ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
+                              self.dns_store.snapshot)
         )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -103,6 +109,7 @@ class App:
             reload=self.reload_from_thread,
             ready=lambda: self.config is not None and not self._stopping.is_set(),
             canaries=self.canary_store.snapshot,
+            dns=self.dns_store.snapshot,
         )
         self.web.start()
         assert self.config is not None
@@ -151,6 +158,7 @@ class App:
         self._stopping.set()
         await self.scheduler.stop()
         await self.canaries.stop()
+        await self.dns.stop()
         if self.web is not None:
             await asyncio.to_thread(self.web.stop)
         log.info("exporter stopped")

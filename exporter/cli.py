@@ -16,6 +16,7 @@ from exporter.config import Config, ConfigError, RelayConfig, load_config, parse
 from exporter.logs import LEVELS, setup_logging
 from exporter.probes.smtp import probe_relay
 from exporter.report import format_table, result_to_dict
+from exporter.report_dns import attach_dns, format_dns, probe_dns
 from exporter.results import RelayResult
 from exporter.scheduler import token_source_for
 from exporter.web import parse_listen_address
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--output", choices=["text", "json"], default="text")
     probe.add_argument("--transcript", action="store_true",
                        help="print the SMTP conversation of every relay, not only failures")
+    probe.add_argument("--dns", action=argparse.BooleanOptionalAction, default=True,
+                       help="also check the DNS of the sending domains and relay hosts "
+                            "(default: on)")
 
     demo = sub.add_parser("demo", help="run against an embedded loopback relay")
     _add_common(demo, config=False)
@@ -120,10 +124,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
                   f"{', '.join(sorted(known))}", file=sys.stderr)
             return 2
     results = asyncio.run(_probe_all(config, names))
+    dns = asyncio.run(probe_dns(config, names)) if args.dns else None
     if args.output == "json":
-        print(json.dumps([result_to_dict(r) for r in results], indent=2))
+        doc = [result_to_dict(r) for r in results]
+        if dns is not None:
+            attach_dns(doc, dns)
+        print(json.dumps(doc, indent=2))
     else:
         sys.stdout.write(format_table(results, transcript=args.transcript))
+        if dns is not None:
+            sys.stdout.write(format_dns(dns))
     return 0 if all(r.success for r in results) else 1
 
 

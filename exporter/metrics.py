@@ -15,7 +15,9 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.canarystore import CanarySnapshot
+from exporter.dnsstore import DNSSnapshot
 from exporter.metrics_canary import canary_families
+from exporter.metrics_dns import dns_families
 from exporter.results import Phase, Reason
 from exporter.store import Histogram, Snapshot
 
@@ -29,9 +31,11 @@ class ExporterCollector(Collector):
         self,
         snapshot: Callable[[], Snapshot],
         canaries: Callable[[], CanarySnapshot] | None = None,
+        dns: Callable[[], DNSSnapshot] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._canaries = canaries
+        self._dns = dns
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -42,6 +46,8 @@ class ExporterCollector(Collector):
         yield from _relay_families(snap)
         if self._canaries is not None:
             yield from canary_families(self._canaries())
+        if self._dns is not None:
+            yield from dns_families(self._dns())
 
 
 def _exporter_families(snap: Snapshot) -> Iterator[Metric]:

@@ -7,8 +7,9 @@ from html import escape
 
 from exporter import __version__
 from exporter.canarystore import CanarySnapshot
+from exporter.dnsstore import DNSSnapshot
 from exporter.report import iso_time, status_word
-from exporter.results import Phase, RelayResult
+from exporter.results import DomainReport, Phase, RelayDNSReport, RelayResult
 from exporter.store import RelayView, Snapshot
 
 __all__ = ["render_status_page"]
@@ -20,6 +21,7 @@ th,td{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-al
 th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}.wait{color:#777}
+.warnc{color:#9a6700;font-weight:600}
 .warn{background:#fff8c5;padding:.4em .8em;border-left:4px solid #d4a72c;margin:.3em 0}
 pre{background:#f6f8fa;padding:.6em;overflow:auto;font-size:12px}
 small{color:#666}
@@ -140,7 +142,29 @@ def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
     )
 
 
-def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None) -> str:
+def _dns_section(dns: DNSSnapshot | None) -> str:
+    if dns is None or not (dns.domains or dns.relays):
+        return ""
+    rows = []
+    reports: list[tuple[str, DomainReport | RelayDNSReport | None]] = [
+        *sorted(dns.domains.items()), *sorted(dns.relays.items())]
+    for subject, report in reports:
+        if report is None:
+            rows.append(f'<tr><td><b>{escape(subject)}</b></td><td colspan="3" class="wait">'
+                        "not checked yet</td></tr>")
+            continue
+        for check in report.checks:
+            css = {"ok": "ok", "warning": "warnc", "error": "fail"}[check.status.value]
+            what = check.check + "".join(f" {x}" for x in (check.selector, check.zone) if x)
+            rows.append(f"<tr><td><b>{escape(subject)}</b></td><td>{escape(what)}</td>"
+                        f'<td class="{css}">{escape(check.status.value)}</td>'
+                        f"<td>{escape(check.message)}</td></tr>")
+    return ("<h2>DNS</h2><table><tr><th>domain or relay</th><th>check</th><th>status</th>"
+            "<th>what it found, and the fix</th></tr>" + "".join(rows) + "</table>")
+
+
+def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
+                       dns: DNSSnapshot | None = None) -> str:
     """The whole page as one HTML string; every value from the config or a server is escaped."""
     now = time.time()
     rows = "".join(_relay_row(n, v, now) for n, v in sorted(snap.relays.items()))
@@ -168,6 +192,7 @@ def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None) -
 <th>TLS</th><th>last probe</th></tr>
 {rows}</table>
 {_canary_section(canaries, now)}
+{_dns_section(dns)}
 <h2>Last failed probes</h2>
 {failures or "<p>No probe has failed.</p>"}
 </body></html>

@@ -15,6 +15,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.canarystore import CanarySnapshot
+from exporter.dnsstore import DNSSnapshot
 from exporter.report import result_to_dict
 from exporter.statuspage import render_status_page
 from exporter.store import Snapshot
@@ -72,9 +73,10 @@ class WebServer:
         reload: Callable[[], tuple[bool, str]],
         ready: Callable[[], bool],
         canaries: Callable[[], CanarySnapshot] | None = None,
+        dns: Callable[[], DNSSnapshot] | None = None,
     ) -> None:
         host, port = address
-        handler = _make_handler(registry, snapshot, reload, ready, canaries)
+        handler = _make_handler(registry, snapshot, reload, ready, canaries, dns)
         self._httpd = _server_for(host, port, handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="http", daemon=True
@@ -98,6 +100,7 @@ def _make_handler(
     reload: Callable[[], tuple[bool, str]],
     ready: Callable[[], bool],
     canaries: Callable[[], CanarySnapshot] | None,
+    dns: Callable[[], DNSSnapshot] | None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "smtp-canary-exporter"
@@ -139,7 +142,8 @@ def _make_handler(
                 ]
                 self._send(200, json.dumps(body, indent=2).encode(), "application/json")
             elif path in ("/", "/index.html"):
-                page = render_status_page(snapshot(), canaries() if canaries else None)
+                page = render_status_page(snapshot(), canaries() if canaries else None,
+                                          dns() if dns else None)
                 self._send(200, page.encode("utf-8"), "text/html; charset=utf-8")
             else:
                 self._text(404, "Not found. Try /metrics or /.\n")

@@ -252,3 +252,34 @@ def test_secrets_never_leave_the_process(
     for secret in secrets.values():
         for text in outputs:
             assert secret not in text
+
+
+def test_probe_prints_a_dns_section(tmp_path: Path, server_loop: ServerLoop) -> None:
+    """probe checks the sending domains and relay hosts too: a DNS table in text, and a
+    dns object in each relay's JSON; --no-dns leaves them out."""
+    from tests.servers.dns import DNSServer
+    from tests.servers.zones import SERVFAIL, TIMEOUT, zones
+
+    records = zones()
+    records["relay-local.test"] = [("A", "127.0.0.1")]
+    server = DNSServer(server_loop, records, set(SERVFAIL), timeout=set(TIMEOUT))
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {"name": "local", "host": "relay-local.test", "port": refused_port(), "tls": "none"},
+        dns={"nameservers": [f"127.0.0.1:{server.port}"], "timeout": "1s"},
+        domains=[{"name": "good.test", "dkim_selectors": ["s2048"]}, {"name": "pnone.test"}],
+    )
+    text = run_cli("probe", "--config.file", str(cfg))
+    assert text.returncode == 1  # the relay refuses; DNS findings do not change the status
+    dns_part = text.stdout.split("\nDNS\n", 1)[1]
+    rows = [line.split(None, 3) for line in dns_part.splitlines()]
+    assert ["good.test", "spf", "ok", "one SPF record, 3 of 10 DNS lookups, ends in ~all"] in rows
+    assert "DMARC p=none only monitors" in dns_part
+    assert "127.0.0.1: not a public address" in dns_part
+    doc = json.loads(run_cli("probe", "--config.file", str(cfg), "--output", "json").stdout)
+    dns = doc[0]["dns"]
+    assert dns["host"][0]["check"] == "address"
+    spf = next(c for c in dns["domains"]["good.test"] if c["check"] == "spf")
+    assert spf["status"] == "ok"
+    bare = run_cli("probe", "--config.file", str(cfg), "--no-dns")
+    assert "\nDNS\n" not in bare.stdout

@@ -65,7 +65,7 @@ INVALID: dict[str, list[str]] = {
         "relays[0].hots: unknown key; did you mean host?",
         "relays[0].host: missing; set host or a preset",
     ],
-    "unknown-key-no-match": ["dns.zzz: unknown key; valid keys are nameservers, timeout"],
+    "unknown-key-no-match": ["dns.zzz: unknown key; valid keys are interval, nameservers, timeout"],
     "defaults-key": [
         "defaults.host: cannot be set in defaults; set it on each relay",
         "defaults.intreval: unknown key; did you mean interval?",
@@ -296,6 +296,16 @@ INVALID: dict[str, list[str]] = {
     "canary-max-per-day": [
         "relays[0].canary.interval: 5m sends 288 canaries a day, above max_per_day 200; "
         "raise interval to at least 7m12s"
+    ],
+    "dns-checks": [
+        "dns.interval: interval 5s is too short; use at least 10s",
+        'domains[0].name: "not a domain" is not a domain name; use e.g. example.com',
+        'domains[1].dkim_selectors[1]: "s 2" is not a DKIM selector; use the label before '
+        "._domainkey",
+        "domains[1].expect_spf_includes[1]: sendgrid.net is listed twice; list it once",
+        "domains[2].name: example.com is listed twice (also domains[1]); list each domain once",
+        "domains[3].name: missing; set the sending domain, e.g. example.com",
+        'blocklists[1]: "127.0.0.1" is not a domain name; use e.g. example.com',
     ],
     "canary-mailbox-twice": [
         "relays[0].canary.to[1].mailbox: box already receives this canary (also "
@@ -1447,8 +1457,8 @@ def test_unknown_top_level_key_lists_the_new_keys() -> None:
     text = "statedir: /x\nrelays: [{name: r, host: smtp.example.com}]"
     assert _problems(text) == ["statedir: unknown key; did you mean state_dir?"]
     assert _problems("zzz: 1\nrelays: [{name: r, host: smtp.example.com}]") == [
-        "zzz: unknown key; valid keys are defaults, dns, instance, mailboxes, "
-        "max_concurrent_probes, relays, state_dir"
+        "zzz: unknown key; valid keys are blocklists, defaults, dns, domains, instance, "
+        "mailboxes, max_concurrent_probes, relays, state_dir"
     ]
 
 
@@ -1506,3 +1516,34 @@ relays:
     shown = repr(config) + str(config) + repr(config.mailboxes) + str(config.relays[0].canary)
     for value in ("imap-VALUE-17", "client-VALUE-99"):
         assert value not in shown
+
+
+def test_dns_check_domains_and_blocklists() -> None:
+    """domains and blocklists load; canary From domains join the checked domains unasked."""
+    from exporter.config import check_domains
+
+    text = """
+dns: {interval: 15m}
+domains:
+  - {name: Example.COM, dkim_selectors: [s1, google], expect_spf_includes: [sendgrid.net]}
+blocklists: [zen.spamhaus.org, bl.spamcop.net]
+mailboxes:
+  - {name: box, host: imap.example.net, trusted_authserv_ids: [mx.example.net],
+     auth: {username: u, password_env: SMTP_PASSWORD}}
+relays:
+  - name: r
+    host: smtp.example.com
+    canary: {from: canary@mail.example.org, to: [{address: a@example.net, mailbox: box}]}
+  - name: s
+    host: smtp.example.com
+    canary: {from: canary@example.com, to: [{address: b@example.net, mailbox: box}]}
+"""
+    config = parse_config(text, environ=ENV)
+    assert config.dns.interval == 900
+    assert [d.name for d in config.domains] == ["example.com"]
+    assert config.domains[0].dkim_selectors == ("s1", "google")
+    assert config.domains[0].expect_spf_includes == ("sendgrid.net",)
+    assert config.blocklists == ("zen.spamhaus.org", "bl.spamcop.net")
+    checked = check_domains(config.domains, config.relays)
+    assert [d.name for d in checked] == ["example.com", "mail.example.org"]
+    assert checked[1].dkim_selectors == ()

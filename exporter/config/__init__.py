@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exporter.config.dnschecks import check_domains
 from exporter.config.loader import load_config, parse_config
 from exporter.config.model import (
     AuthConfig,
@@ -11,6 +12,7 @@ from exporter.config.model import (
     Config,
     ConfigError,
     DNSConfig,
+    DomainConfig,
     MailboxConfig,
     OAuth2Config,
     Problem,
@@ -27,11 +29,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "DNSConfig",
+    "DomainConfig",
     "MailboxConfig",
     "OAuth2Config",
     "Problem",
     "RelayConfig",
     "TLSMode",
+    "check_domains",
     "load_config",
     "parse_config",
     "parse_duration",

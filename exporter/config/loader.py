@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from exporter.config.dnschecks import parse_blocklists, parse_domains
 from exporter.config.mailboxes import parse_mailboxes, warn_unused_mailboxes
 from exporter.config.model import Config, ConfigError, DNSConfig, Problem
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
@@ -18,6 +19,7 @@ from exporter.config.values import (
     is_hostname,
     resolve_file,
     to_int,
+    to_long_duration,
     to_nameserver,
     to_str,
     to_timeout,
@@ -27,15 +29,17 @@ from exporter.config.yaml_text import read_yaml
 __all__ = ["load_config", "parse_config"]
 
 _TOP_KEYS = (
+    "blocklists",
     "defaults",
     "dns",
+    "domains",
     "instance",
     "mailboxes",
     "max_concurrent_probes",
     "relays",
     "state_dir",
 )
-_DNS_KEYS = ("nameservers", "timeout")
+_DNS_KEYS = ("interval", "nameservers", "timeout")
 _INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _INSTANCE_ENV = "SMTP_CANARY_INSTANCE"
 _INSTANCE_RULE = 'up to 63 letters, digits, "_", "." and "-", starting with a letter or digit'
@@ -77,6 +81,8 @@ def parse_config(
         mailboxes=mailboxes,
         instance=_instance(root, context, problems),
         state_dir=_state_dir(root, context, problems),
+        domains=parse_domains(root.get("domains"), problems),
+        blocklists=parse_blocklists(root.get("blocklists"), problems),
     )
     if problems.of("error"):
         raise ConfigError(problems.of("error"))
@@ -125,7 +131,10 @@ def _parse_dns(value: object, problems: Problems) -> DNSConfig:
             parsed.append(to_nameserver(item))
         except ValueError as exc:
             problems.error(f"dns.nameservers[{index}]", str(exc))
-    return DNSConfig(tuple(parsed), reader.get("timeout", to_timeout, 5.0))
+    interval = reader.get(
+        "interval", lambda v: to_long_duration(v, what="interval", minimum=10.0), 600.0
+    )
+    return DNSConfig(tuple(parsed), reader.get("timeout", to_timeout, 5.0), interval)
 
 
 def _max_concurrent(root: Mapping[str, object], problems: Problems) -> int:

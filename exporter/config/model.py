@@ -19,6 +19,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DNSConfig",
+    "DomainConfig",
     "MailboxConfig",
     "OAuth2Config",
     "Problem",
@@ -152,6 +153,16 @@ class DNSConfig:
 
     nameservers: tuple[tuple[str, int], ...] = ()
     timeout: float = 5.0
+    interval: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """A sending domain whose DNS is checked."""
+
+    name: str
+    dkim_selectors: tuple[str, ...] = ()
+    expect_spf_includes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +177,5 @@ class Config:
     mailboxes: tuple[MailboxConfig, ...] = ()
     instance: str = "default"
     state_dir: str | None = None
+    domains: tuple[DomainConfig, ...] = ()
+    blocklists: tuple[str, ...] = ()

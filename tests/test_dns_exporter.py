@@ -1,0 +1,107 @@
+"""DNS health through the running exporter: scheduled checks against a loopback DNS server
+become metrics, log lines and the status page's DNS section."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.app import App
+from exporter.config import RelayConfig
+from exporter.results import RelayResult
+from tests.conftest import ENV
+from tests.helpers import http, value
+from tests.servers.dns import DNSServer
+from tests.servers.loop import ServerLoop
+from tests.servers.zones import SERVFAIL, TIMEOUT, zones
+
+
+async def no_smtp(relay: RelayConfig, **_: Any) -> RelayResult:
+    """The relays here resolve to documentation addresses: they are never connected to."""
+    return RelayResult(relay=relay.name, success=True, started_at=time.time(), duration=0.0)
+
+
+async def test_dns_checks_become_metrics(tmp_path: Path, server_loop: ServerLoop) -> None:
+    """Good and broken domains and relay hosts read as the right ok, warning and error
+    series, with SPF lookups, DKIM bits, DMARC policy, FCrDNS and blocklist listings."""
+    server = DNSServer(server_loop, zones(), set(SERVFAIL), timeout=set(TIMEOUT))
+    doc = {
+        "dns": {"nameservers": [f"127.0.0.1:{server.port}"], "timeout": "1s",
+                "interval": "1h"},
+        "domains": [{"name": "good.test", "dkim_selectors": ["s2048", "ed"]},
+                    {"name": "pnone.test"},
+                    {"name": "keys.test", "dkim_selectors": ["s512"]}],
+        "blocklists": ["bl.test", "block.test"],
+        "relays": [{"name": n, "host": h, "port": 587, "tls": "starttls", "interval": "1h"}
+                   for n, h in (("ok", "relay-ok.test"), ("listed", "relay-listed.test"),
+                                ("mismatch", "relay-mismatch.test"))],
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    app = App(str(path), listen=("127.0.0.1", 0), environ=ENV, probe=no_smtp)
+    app.dns.first_spread = 0
+    await app.start()
+    try:
+        assert app.web is not None
+        base = f"http://127.0.0.1:{app.web.port}"
+
+        def complete(text: str) -> bool:
+            return all(value(text, "smtp_dns_check_info", domain=d, check="mx",
+                             status=s) == 1 for d, s in (("good.test", "ok"),
+                                                         ("pnone.test", "error")))
+
+        text = ""
+        deadline = time.monotonic() + 15
+        while not complete(text) or value(text, "smtp_dnsbl_listed", relay="listed",
+                                          address="192.0.2.20", zone="bl.test") is None:
+            assert time.monotonic() < deadline, "DNS checks did not report in 15 s"
+            await asyncio.sleep(0.2)
+            text = (await asyncio.to_thread(http, base + "/metrics"))[1]
+        for check in ("mx", "spf", "dkim", "dmarc", "mta_sts", "tls_rpt"):
+            assert value(text, "smtp_dns_check_status", domain="good.test", check=check) == 1
+        assert value(text, "smtp_dns_spf_lookups", domain="good.test") == 3
+        size = "smtp_dns_dkim_key_size_bytes"
+        assert value(text, size, domain="good.test", selector="s2048") == 256
+        assert value(text, size, domain="good.test", selector="ed") == 32
+        assert value(text, "smtp_dns_dmarc_policy_info", domain="good.test", policy="reject",
+                     subdomain_policy="reject") == 1
+        assert value(text, "smtp_dns_dmarc_pct", domain="good.test") == 100
+        assert value(text, "smtp_dns_check_info", domain="pnone.test", check="dmarc",
+                     status="warning") == 1
+        assert value(text, "smtp_dns_check_status", domain="pnone.test", check="dmarc") == 0
+        assert value(text, "smtp_dns_check_info", domain="keys.test", check="dkim",
+                     status="error") == 1
+        assert value(text, size, domain="keys.test", selector="s512") == 64
+        assert value(text, "smtp_dns_ptr_matches", relay="ok", address="192.0.2.10") == 1
+        assert value(text, "smtp_dns_ptr_matches", relay="mismatch", address="192.0.2.11") == 0
+        assert value(text, "smtp_dns_check_info", domain="relay-mismatch.test", check="ptr",
+                     status="error") == 1
+        assert value(text, "smtp_dnsbl_listed", relay="listed", address="192.0.2.20",
+                     zone="bl.test") == 1
+        # block.test refuses the query (127.255.255.254): never a listing, but a warning
+        assert value(text, "smtp_dnsbl_listed", relay="ok", address="192.0.2.10",
+                     zone="block.test") == 0
+        assert value(text, "smtp_dns_check_info", domain="relay-ok.test", check="dnsbl",
+                     status="warning") == 1
+        assert (value(text, "smtp_dns_check_duration_seconds_count", check="spf") or 0) >= 3
+        page = (await asyncio.to_thread(http, base + "/"))[1]
+        assert "DMARC p=none only monitors; move to quarantine or reject" in page
+        assert "is 512-bit RSA: broken; publish a 2048-bit key" in page
+        promtool = shutil.which("promtool")
+        if promtool is None and os.environ.get("CI"):
+            pytest.fail("promtool is missing in CI")
+        if promtool is not None:
+            proc = await asyncio.to_thread(
+                subprocess.run, [promtool, "check", "metrics"], input=text.encode(),
+                capture_output=True, timeout=30, check=False)
+            assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    finally:
+        await app.stop()
