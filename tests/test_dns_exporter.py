@@ -105,3 +105,63 @@ async def test_dns_checks_become_metrics(tmp_path: Path, server_loop: ServerLoop
             assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     finally:
         await app.stop()
+
+
+BROKEN = [
+    ("good.test", "spf", None, "ok", "one SPF record, 3 of 10 DNS lookups, ends in ~all"),
+    ("good.test", "dmarc", None, "ok", "DMARC p=reject, reports to mailto:dmarc@good.test"),
+    ("twospf.test", "spf", None, "error", "two v=spf1 records; merge them into one"),
+    ("deep.test", "spf", None, "error",
+     "SPF needs 11 DNS lookups (limit 10): flatten includes or remove unused ones"),
+    ("plusall.test", "spf", None, "error",
+     "SPF ends in +all: anyone may send as this domain; use ~all or -all"),
+    ("spfsyntax.test", "spf", None, "error",
+     "SPF syntax error: bad ip4 network 'ip4:192.0.2.300'; fix the record"),
+    ("keys.test", "dkim", "s512", "error",
+     "DKIM key for selector s512 is 512-bit RSA: broken; publish a 2048-bit key"),
+    ("keys.test", "dkim", "s1024", "warning",
+     "DKIM key for selector s1024 is 1024-bit RSA: weak; publish a 2048-bit key"),
+    ("keys.test", "dkim", "revoked", "error", "DKIM key for selector revoked is revoked"),
+    ("nomx.test", "dmarc", None, "error", "no DMARC record at _dmarc.nomx.test"),
+    ("pnone.test", "dmarc", None, "warning",
+     "DMARC p=none only monitors; move to quarantine or reject once reports are clean"),
+    ("dmarcsyntax.test", "dmarc", None, "error", "DMARC"),
+    ("servfail.test", "dmarc", None, "error",
+     "SERVFAIL looking up _dmarc.servfail.test; the domain's nameservers are failing"),
+    ("slow.test", "dmarc", None, "error", "timeout looking up _dmarc.slow.test"),
+    ("nomx.test", "mx", None, "error", "no MX record for nomx.test"),
+]
+
+
+def test_every_finding_reaches_probe_json(tmp_path: Path, server_loop: ServerLoop) -> None:
+    """`probe --output json` names each broken record with its status and fix, and the good
+    domain reads ok; the resolver timeout bounds the slow domain."""
+    import json
+    import subprocess
+    import sys
+
+    records = zones()
+    records["relay-local.test"] = [("A", "127.0.0.1")]
+    server = DNSServer(server_loop, records, set(SERVFAIL), timeout=set(TIMEOUT))
+    selectors = {"keys.test": ["s512", "s1024", "revoked"], "good.test": ["s2048"]}
+    doc = {
+        "dns": {"nameservers": [f"127.0.0.1:{server.port}"], "timeout": "1s"},
+        "domains": [{"name": d, "dkim_selectors": selectors.get(d, [])}
+                    for d in dict.fromkeys(row[0] for row in BROKEN)],
+        "relays": [{"name": "local", "host": "relay-local.test", "port": 2525,
+                    "tls": "none", "timeout": "1s"}],
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "exporter", "probe", "--config.file",
+                          str(path), "--output", "json"], capture_output=True, text=True,
+                         timeout=60, check=False, env={**os.environ, **ENV})
+    assert time.monotonic() - start < 20
+    domains = json.loads(out.stdout)[0]["dns"]["domains"]
+    for domain, check, selector, status, message in BROKEN:
+        found = [c for c in domains[domain]
+                 if c["check"] == check and c["selector"] == selector]
+        assert len(found) == 1, (domain, check, selector)
+        assert found[0]["status"] == status, (domain, check, found[0])
+        assert found[0]["message"].startswith(message), (domain, check, found[0])
