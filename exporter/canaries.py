@@ -108,7 +108,7 @@ class CanaryManager:
             watcher = MailboxWatcher(
                 config, instance=self._instance, loop=loop, on_arrival=self._on_arrival,
                 on_status=self._on_status,
-                token_source=token_source_for(config.auth, ca_file=config.ca_file),
+                token_source=token_source_for(config.auth),
             )
             watcher.start()
             self._watchers[name] = (config, watcher)
@@ -143,7 +143,7 @@ class CanaryManager:
         canary = relay.canary
         assert canary is not None
         loop = asyncio.get_running_loop()
-        tokens = token_source_for(relay.auth, ca_file=relay.ca_file)
+        tokens = token_source_for(relay.auth)
         due = loop.time() + random.uniform(0, min(canary.interval, self.first_spread))
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))

@@ -105,7 +105,7 @@ async def _probe_all(config: Config, names: Sequence[str] | None) -> list[RelayR
             return await probe_relay(
                 relay,
                 nameservers=config.dns.nameservers,
-                token_source=token_source_for(relay.auth, ca_file=relay.ca_file),
+                token_source=token_source_for(relay.auth),
             )
 
     return list(await asyncio.gather(*(one(r) for r in relays)))

@@ -28,7 +28,10 @@ JITTER = 0.05
 
 
 def token_source_for(auth: AuthConfig, *, ca_file: str | None = None) -> TokenSource | None:
-    """The token source an XOAUTH2 relay or mailbox uses, or None for other mechanisms."""
+    """The token source an XOAUTH2 relay or mailbox uses, or None for other mechanisms.
+
+    The token endpoint is verified against the system's CAs unless ``ca_file`` is given: a
+    relay's private ``ca_file`` is about the relay, not about its OAuth2 provider."""
     if auth.mechanism is not AuthMechanism.XOAUTH2:
         return None
     if auth.token is not None:
@@ -84,7 +87,7 @@ class Scheduler:
                 del self._jobs[name]
         for name, relay in wanted.items():
             if name not in self._jobs:
-                tokens = token_source_for(relay.auth, ca_file=relay.ca_file)
+                tokens = token_source_for(relay.auth)
                 task = asyncio.create_task(self._loop(relay, tokens), name=f"probe:{name}")
                 self._jobs[name] = _Job(relay, task, tokens)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -207,6 +208,13 @@ def test_demo_shows_real_numbers_and_stops_cleanly(tmp_path: Path,
                     **box)
     assert latency is not None and 0 < latency < 5
     assert "dmarc=pass" in http(base + "/")[1]
+    promtool = shutil.which("promtool")
+    if promtool is None and os.environ.get("CI"):
+        pytest.fail("promtool is missing in CI: .ci/run installs the prometheus package")
+    if promtool is not None:  # every family the demo fills, canaries included
+        checked = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                                 capture_output=True, timeout=30, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     assert d.stop() < 5
     assert d.proc.returncode == 0
 
