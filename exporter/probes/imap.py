@@ -236,7 +236,7 @@ class MailboxWatcher:
         try:
             while not self._stop.is_set() and not self._sweep_now.is_set():
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or _buffered(client):
                     break
                 responses = client.idle_check(timeout=min(0.25, left))
                 if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
@@ -300,6 +300,26 @@ class MailboxWatcher:
             client.uid_expunge(uids)
         else:
             client.expunge()
+
+
+def _buffered(client: IMAPClient) -> bool:
+    """Whether a response already waits in the client's buffers, where idle_check's poll of
+    the socket cannot see it (an EXISTS sent together with the "+ idling" continuation)."""
+    sock = client.socket()
+    pending = getattr(sock, "pending", None)
+    if callable(pending) and pending() > 0:
+        return True
+    peek = getattr(getattr(client._imap, "file", None), "peek", None)
+    if not callable(peek):
+        return False
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(peek(1))
+    except (OSError, ValueError):
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 def _server_text(exc: BaseException) -> str:
