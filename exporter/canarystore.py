@@ -65,6 +65,7 @@ class PairView:
     in_flight: int = 0
     delivery: Histogram = field(default_factory=lambda: Histogram.empty(DELIVERY_BUCKETS))
     last: ArrivalReport | None = None
+    recent: tuple[float, ...] = ()  # the last 60 delivery times, for the status page
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ class CanaryStore:
             received[report.folder] = received.get(report.folder, 0) + 1
             self._pairs[key] = replace(
                 view, received=received, delivery=view.delivery.observe(report.latency),
-                last=report,
+                last=report, recent=(*view.recent[-59:], report.latency),
             )
 
     def lost(self, relay: str, mailbox: str) -> None:

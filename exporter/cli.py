@@ -200,6 +200,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
         print(f"demo relay: STARTTLS on 127.0.0.1:{relay.starttls_port}, implicit TLS on "
               f"127.0.0.1:{relay.implicit_port}", flush=True)
         print(f"demo IMAP:  implicit TLS on 127.0.0.1:{relay.imap.imaps_port}", flush=True)
+        print(f"demo DNS:   UDP on 127.0.0.1:{relay.dns.port}", flush=True)
         print(f"config:     {config_path}", flush=True)
         print(f"metrics:    {base}/metrics", flush=True)
         print(f"status:     {base}/", flush=True)

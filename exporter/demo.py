@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from exporter.demo_dns import DemoDNS
 from exporter.demo_imap import DemoIMAPServer, MailStore
 
 __all__ = ["DemoRelay", "make_certificate", "write_demo_config"]
@@ -129,6 +130,7 @@ class DemoRelay:
         self.imap = DemoIMAPServer(self.mail, users={"canary": self.imap_password},
                                    ssl_context=self._ctx, hostname="demo-imap.localhost")
         self.handler = _Handler(store=self.mail)
+        self.dns = DemoDNS()
         self.starttls_port = 0
         self.implicit_port = 0
         self._servers: list[asyncio.Server] = []
@@ -164,8 +166,10 @@ class DemoRelay:
         self.starttls_port = plain.sockets[0].getsockname()[1]
         self.implicit_port = implicit.sockets[0].getsockname()[1]
         await self.imap.start()
+        await self.dns.start()
 
     async def stop(self) -> None:
+        await self.dns.stop()
         await self.imap.stop()
         for server in self._servers:
             server.close()
@@ -175,9 +179,10 @@ class DemoRelay:
 
 def write_demo_config(relay: DemoRelay, path: Path, *, interval: float = 10.0) -> None:
     """The demo's config: two working relays with canaries (one lands in Junk), a negative
-    check, and one misconfigured relay."""
+    check, one misconfigured relay, and DNS checks of a good and a weak domain."""
     timeout = min(5.0, interval / 2)
     canary_interval = max(10.0, interval)
+    dns_interval = max(10.0, interval)  # dns.interval's minimum
     path.write_text(
         f"""# Written by `smtp-canary-exporter demo`: probes the demo relay on loopback.
 instance: demo
@@ -191,6 +196,13 @@ mailboxes:
     auth: {{username: canary, password_env: {IMAP_PASSWORD_ENV}}}
     trusted_authserv_ids: [{DEMO_MX}]
     poll_interval: 5s
+dns:                             # the demo's own authoritative DNS server
+  nameservers: ["127.0.0.1:{relay.dns.port}"]
+  timeout: 2s
+  interval: {dns_interval:g}s
+domains:
+  - {{name: {DEMO_DOMAIN}, dkim_selectors: [demo]}}
+  - {{name: weak.localhost, dkim_selectors: [old]}}   # broken on purpose: +all, no DMARC
 defaults:
   interval: {interval:g}s
   timeout: {timeout:g}s

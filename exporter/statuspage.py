@@ -11,6 +11,7 @@ from exporter.dnsstore import DNSSnapshot
 from exporter.report import iso_time, status_word
 from exporter.results import DomainReport, Phase, RelayDNSReport, RelayResult
 from exporter.store import RelayView, Snapshot
+from exporter.svgcharts import latency_chart, phase_chart, phase_legend
 
 __all__ = ["render_status_page"]
 
@@ -66,7 +67,8 @@ def _relay_row(name: str, view: RelayView, now: float) -> str:
     ago = f"{now - last.started_at:.0f}s ago" if last else ""
     verify = "" if i.tls_verify or i.tls == "none" else ' <b class="fail">tls_verify off</b>'
     return (
-        f"<tr><td><b>{escape(name)}</b><br><small>{escape(where)}</small>{verify}</td>"
+        f"<tr><td><b>{escape(name)}</b><br><small>{escape(where)}</small>{verify}"
+        f"<br>{phase_chart(view.recent)}</td>"
         f"{_status_cell(view)}<td>{escape(reason)}</td><td>{escape(hint or '')}"
         f"{'<br><small>' + escape(last.reply or '') + '</small>' if last and last.reason else ''}"
         f"</td>{_phase_cells(last)}{_tls_cell(view, now)}<td>{escape(ago)}<br>"
@@ -120,7 +122,8 @@ def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
             )
         counts = ", ".join(f"{k} {v}" for k, v in sorted(pair.received.items())) or "none"
         rows.append(
-            f"<tr><td><b>{escape(relay)}</b> → {escape(mailbox)}</td><td>{send_cell}</td>"
+            f"<tr><td><b>{escape(relay)}</b> → {escape(mailbox)}<br>"
+            f"{latency_chart(pair.recent)}</td><td>{send_cell}</td>"
             f"{seen}<td><small>received {escape(counts)}; in flight {pair.in_flight}; "
             f"lost {pair.lost}; late {pair.late}</small></td></tr>")
     boxes = []
@@ -188,6 +191,7 @@ def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
 <a href="/status.json">status.json</a></small></p>
 {reload}{warnings}
 <h2>Relays</h2>
+<p><small>Bars: the last probes' phases, {phase_legend()}; a red foot marks a failure.</small></p>
 <table><tr><th>relay</th><th>result</th><th>reason</th><th>hint / reply</th>{phase_heads}
 <th>TLS</th><th>last probe</th></tr>
 {rows}</table>

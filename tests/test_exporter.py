@@ -161,6 +161,10 @@ async def test_endpoints_and_status_page(
     assert "535 5.7.8 Authentication credentials invalid" in page
     assert "AUTH PLAIN ***" in page
     assert PASSWORD not in page
+    # the recent probes as a stacked bar chart: one bar per probe, a red foot for failures
+    assert "<svg" in page
+    assert "<title>tls " in page
+    assert "<title>auth_failed</title>" in page
     req = urllib.request.Request(base + "/metrics", headers={"Accept-Encoding": "gzip"})
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=5).read())
     assert b"smtp_probe_success" in gzip.decompress(body)

@@ -24,9 +24,9 @@ from tests.helpers import http, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-# Queries the demo cannot feed: its domains and hosts are special-use names (.localhost),
-# which are never looked up in public DNS, and it has no OAuth2 relay.
-NO_DEMO_DATA = re.compile(r"smtp_dns_|smtp_dnsbl_|oauth2")
+# Queries the demo cannot feed: its relays are on loopback, which is never looked up in
+# reverse DNS or blocklists, and it has no OAuth2 relay.
+NO_DEMO_DATA = re.compile(r"smtp_dns_ptr_matches|smtp_dnsbl_|oauth2")
 
 
 def _ready(url: str) -> bool:
@@ -84,6 +84,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for(lambda: _ready(base + "/-/ready"), timeout=20)
         # Canaries land every 10 s in the demo: wait until both folders have one.
         wait_for(lambda: len(query(base, "smtp_canary_received_total > 0")) >= 2, timeout=60)
+        wait_for(lambda: len(query(base, 'smtp_dns_check_info{status="ok"} == 1')) > 0,
+                 timeout=30)
         time.sleep(3)  # a few more scrapes, so rates over the window have two points
         yield base
     finally:
