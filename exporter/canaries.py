@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,7 @@ from exporter.parsing.spamheaders import spam_scores
 from exporter.probes.canary import new_token, send_canary
 from exporter.probes.imap import MailboxStatus, MailboxWatcher
 from exporter.results import Arrival, CanarySent
-from exporter.scheduler import FIRST_SPREAD, JITTER, token_source_for
+from exporter.scheduler import FIRST_SPREAD, run_every, token_source_for
 
 __all__ = ["CanaryManager"]
 
@@ -142,16 +141,14 @@ class CanaryManager:
     async def _send_loop(self, relay: RelayConfig) -> None:
         canary = relay.canary
         assert canary is not None
-        loop = asyncio.get_running_loop()
         tokens = token_source_for(relay.auth)
-        due = loop.time() + random.uniform(0, min(canary.interval, self.first_spread))
-        while True:
-            await asyncio.sleep(max(0.0, due - loop.time()))
+
+        async def once() -> None:
             async with self._sem:
                 await self.send_once(relay, token_source=tokens)
-            due += canary.interval * (1 + random.uniform(-JITTER, JITTER))
-            if due < loop.time():
-                due = loop.time() + canary.interval
+
+        await run_every(canary.interval, once, first_spread=self.first_spread,
+                        what="canary send")
 
     async def send_once(self, relay: RelayConfig, *, token_source: object = None) -> CanarySent:
         """Send one canary now and start watching for it.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -13,7 +12,7 @@ from exporter.config import Config, DomainConfig, check_domains
 from exporter.dnsstore import DNSStore
 from exporter.probes.dns import DNSResolver, check_domain, check_relay_host
 from exporter.results import CheckStatus, DomainReport, RelayDNSReport
-from exporter.scheduler import FIRST_SPREAD, JITTER
+from exporter.scheduler import FIRST_SPREAD, run_every
 
 __all__ = ["DNSManager", "checkable", "log_changes"]
 
@@ -91,19 +90,6 @@ class DNSManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _every(self, interval: float, run: Callable[[], Awaitable[None]]) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time() + random.uniform(0, min(interval, self.first_spread))
-        while True:
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            try:
-                await run()
-            except Exception:  # a bug, not a DNS failure: keep checking
-                log.exception("dns check crashed")
-            due += interval * (1 + random.uniform(-JITTER, JITTER))
-            if due < loop.time():
-                due = loop.time() + interval
-
     async def _domain_loop(self, domain: DomainConfig, interval: float) -> None:
         previous: DomainReport | None = None
 
@@ -117,7 +103,7 @@ class DNSManager:
             log_changes(domain.name, report, previous)
             previous = report
 
-        await self._every(interval, run)
+        await run_every(interval, run, first_spread=self.first_spread, what="dns check")
 
     async def _relay_loop(self, relay: str, host: str, blocklists: tuple[str, ...],
                           interval: float) -> None:
@@ -132,4 +118,4 @@ class DNSManager:
             log_changes(relay, report, previous)
             previous = report
 
-        await self._every(interval, run)
+        await run_every(interval, run, first_spread=self.first_spread, what="dns check")

@@ -15,7 +15,7 @@ from exporter.probes.smtp import probe_relay
 from exporter.results import HINTS, Reason, RelayResult
 from exporter.store import ResultStore
 
-__all__ = ["ProbeFn", "Scheduler", "token_source_for"]
+__all__ = ["ProbeFn", "Scheduler", "run_every", "token_source_for"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,31 @@ ProbeFn = Callable[..., Awaitable[RelayResult]]
 FIRST_SPREAD = 10.0
 # Each later start moves by up to this share of the interval, so relays drift apart.
 JITTER = 0.05
+
+
+async def run_every(
+    interval: float,
+    run: Callable[[], Awaitable[None]],
+    *,
+    first_spread: float = FIRST_SPREAD,
+    what: str = "check",
+) -> None:
+    """Call ``run`` every ``interval`` seconds with jitter, forever.
+
+    The first call starts at a random point of ``first_spread`` (or the interval, if
+    shorter); a run that overruns its slot delays the next rather than bursting; an
+    exception from ``run`` is a bug, logged, and the schedule goes on."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + random.uniform(0, min(interval, first_spread))
+    while True:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        try:
+            await run()
+        except Exception:
+            log.exception(f"{what} crashed")
+        due += interval * (1 + random.uniform(-JITTER, JITTER))
+        if due < loop.time():  # fell behind (a long run, a suspended host): skip, not burst
+            due = loop.time() + interval
 
 
 def token_source_for(auth: AuthConfig, *, ca_file: str | None = None) -> TokenSource | None:
@@ -99,20 +124,17 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self, relay: RelayConfig, tokens: TokenSource | None) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time() + random.uniform(0, min(relay.interval, FIRST_SPREAD))
         previous: RelayResult | None = None
-        while True:
-            await asyncio.sleep(max(0.0, due - loop.time()))
+
+        async def once() -> None:
+            nonlocal previous
             async with self._sem:
                 result = await self._run(relay, tokens)
             self._store.record(result)
             _log_result(result, previous)
             previous = result
-            jitter = random.uniform(-JITTER, JITTER) * relay.interval
-            due += relay.interval + jitter
-            if due < loop.time():  # fell behind (a long probe, a suspended host): skip, not burst
-                due = loop.time() + relay.interval
+
+        await run_every(relay.interval, once, what="probe loop")
 
     async def _run(self, relay: RelayConfig, tokens: TokenSource | None) -> RelayResult:
         started = time.time()
