@@ -174,6 +174,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
     from exporter.demo import (
         IMAP_PASSWORD_ENV,
         PASSWORD_ENV,
+        REFRESH_TOKEN_ENV,
         WRONG_PASSWORD_ENV,
         DemoRelay,
         write_demo_config,
@@ -185,6 +186,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
         os.environ[PASSWORD_ENV] = relay.password
         os.environ[WRONG_PASSWORD_ENV] = "not-" + pysecrets.token_urlsafe(8)
         os.environ[IMAP_PASSWORD_ENV] = relay.imap_password
+        os.environ[REFRESH_TOKEN_ENV] = relay.tokens.refresh_token
         config_path = Path(tmp) / "config.yaml"
         write_demo_config(relay, config_path, interval=interval)
         app = App(str(config_path), listen=listen)
@@ -201,6 +203,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
               f"127.0.0.1:{relay.implicit_port}", flush=True)
         print(f"demo IMAP:  implicit TLS on 127.0.0.1:{relay.imap.imaps_port}", flush=True)
         print(f"demo DNS:   UDP on 127.0.0.1:{relay.dns.port}", flush=True)
+        print(f"demo OAuth2 token endpoint: {relay.tokens.url}", flush=True)
         print(f"config:     {config_path}", flush=True)
         print(f"metrics:    {base}/metrics", flush=True)
         print(f"status:     {base}/", flush=True)

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import datetime as dt
 import ipaddress
+import json
 import secrets
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exporter.demo_dns import DemoDNS
+from exporter.demo_dns import BLOCKLIST, DemoDNS
 from exporter.demo_imap import DemoIMAPServer, MailStore
+from exporter.demo_tokens import CLIENT_ID, DemoTokenEndpoint
 
 __all__ = ["DemoRelay", "make_certificate", "write_demo_config"]
 
 PASSWORD_ENV = "SMTP_CANARY_DEMO_PASSWORD"  # noqa: S105 - a variable name
 WRONG_PASSWORD_ENV = "SMTP_CANARY_DEMO_WRONG_PASSWORD"  # noqa: S105
 IMAP_PASSWORD_ENV = "SMTP_CANARY_DEMO_IMAP_PASSWORD"  # noqa: S105
+REFRESH_TOKEN_ENV = "SMTP_CANARY_DEMO_REFRESH_TOKEN"  # noqa: S105
 USERNAME = "demo"
 
 
@@ -103,7 +108,24 @@ class _Handler:
     """Accepts every message; mail for the demo domain goes into the demo mailbox."""
 
     store: MailStore | None = None
+    tokens: DemoTokenEndpoint | None = None
     received: list[Envelope] = field(default_factory=list)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """XOAUTH2 (initial response only): a bearer token the demo token endpoint issued."""
+        try:
+            raw = base64.b64decode(args[1], validate=True).decode() if len(args) > 1 else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raw = ""
+        parts = dict(p.split("=", 1) for p in raw.split("\x01") if "=" in p)
+        scheme, _, token = parts.get("auth", "").partition(" ")
+        if (parts.get("user") == USERNAME and scheme == "Bearer" and self.tokens is not None
+                and self.tokens.valid(token)):
+            return AuthResult(success=True, handled=False)
+        error = {"status": "401", "schemes": "bearer"}
+        if await server.challenge_auth(json.dumps(error).encode()) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received = [*self.received[-99:], envelope]
@@ -129,7 +151,8 @@ class DemoRelay:
         self.mail = MailStore()
         self.imap = DemoIMAPServer(self.mail, users={"canary": self.imap_password},
                                    ssl_context=self._ctx, hostname="demo-imap.localhost")
-        self.handler = _Handler(store=self.mail)
+        self.tokens = DemoTokenEndpoint()
+        self.handler = _Handler(store=self.mail, tokens=self.tokens)
         self.dns = DemoDNS()
         self.starttls_port = 0
         self.implicit_port = 0
@@ -167,8 +190,10 @@ class DemoRelay:
         self.implicit_port = implicit.sockets[0].getsockname()[1]
         await self.imap.start()
         await self.dns.start()
+        await self.tokens.start()
 
     async def stop(self) -> None:
+        await self.tokens.stop()
         await self.dns.stop()
         await self.imap.stop()
         for server in self._servers:
@@ -178,8 +203,9 @@ class DemoRelay:
 
 
 def write_demo_config(relay: DemoRelay, path: Path, *, interval: float = 10.0) -> None:
-    """The demo's config: two working relays with canaries (one lands in Junk), a negative
-    check, one misconfigured relay, and DNS checks of a good and a weak domain."""
+    """The demo's config: two working relays with canaries (one lands in Junk), an XOAUTH2
+    relay, a negative check, one misconfigured relay, DNS checks of a good and a weak domain,
+    and reverse DNS and blocklist checks of the relays' egress addresses."""
     timeout = min(5.0, interval / 2)
     canary_interval = max(10.0, interval)
     dns_interval = max(10.0, interval)  # dns.interval's minimum
@@ -200,6 +226,7 @@ dns:                             # the demo's own authoritative DNS server
   nameservers: ["127.0.0.1:{relay.dns.port}"]
   timeout: 2s
   interval: {dns_interval:g}s
+blocklists: [{BLOCKLIST}]        # served by the demo DNS server; it lists 127.0.0.2
 domains:
   - {{name: {DEMO_DOMAIN}, dkim_selectors: [demo]}}
   - {{name: weak.localhost, dkim_selectors: [old]}}   # broken on purpose: +all, no DMARC
@@ -216,6 +243,7 @@ relays:
     auth: {{mechanism: plain, username: {USERNAME}, password_env: {PASSWORD_ENV}}}
     rcpt_check: canary@demo.localhost
     mail_from: probe@demo.localhost
+    egress_addresses: [127.0.0.10] # reverse DNS out.demo.localhost, forward confirmed
     canary:
       from: canary@{DEMO_DOMAIN}
       to: [{{address: {INBOX_ADDRESS}, mailbox: demo-mailbox}}]
@@ -226,11 +254,23 @@ relays:
     port: {relay.implicit_port}
     tls: implicit
     auth: {{mechanism: login, username: {USERNAME}, password_env: {PASSWORD_ENV}}}
+    egress_addresses: [127.0.0.2]  # blocklisted, and its reverse DNS does not resolve back
     canary:
       from: canary@{DEMO_DOMAIN}
       to: [{{address: {JUNK_ADDRESS}, mailbox: demo-mailbox}}]
       interval: {canary_interval:g}s
       timeout: 60s
+  - name: demo-oauth2            # XOAUTH2, tokens refreshed from the demo token endpoint
+    host: localhost
+    port: {relay.starttls_port}
+    tls: starttls
+    auth:
+      mechanism: xoauth2
+      username: {USERNAME}
+      oauth2:
+        token_url: {relay.tokens.url}
+        client_id: {CLIENT_ID}
+        refresh_token_env: {REFRESH_TOKEN_ENV}
   - name: demo-wrong-password    # a negative check: a bad password must be refused
     host: localhost
     port: {relay.starttls_port}

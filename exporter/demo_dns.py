@@ -3,6 +3,9 @@
 It answers from a fixed table (TTL 60, authoritative), NXDOMAIN for names it does not know,
 so the exporter's DNS checks have real records to read: ``demo.localhost`` is set up well,
 ``weak.localhost`` is deliberately broken (SPF +all, no DMARC, a 1024-bit DKIM key).
+It also serves reverse DNS for the demo relays' egress addresses (127.0.0.10 is forward
+confirmed, 127.0.0.2 is not) and a blocklist zone, ``dnsbl.demo.localhost``, that lists
+127.0.0.2, the address every DNSBL lists as its test entry.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = ["TTL", "DemoDNS", "demo_records", "dkim_record"]
 TTL = 60
 DEMO_DOMAIN = "demo.localhost"
 WEAK_DOMAIN = "weak.localhost"
+BLOCKLIST = "dnsbl.demo.localhost"
 
 Records = dict[tuple[str, str], list[str]]  # (lowercase name with the dot, type) -> rdata
 
@@ -62,6 +66,12 @@ def demo_records() -> Records:
     add(f"_mta-sts.{d}", "TXT", _txt("v=STSv1; id=demo1"))
     add(f"_smtp._tls.{d}", "TXT", _txt(f"v=TLSRPTv1; rua=mailto:tls@{d}"))
     # Broken on purpose, so the demo shows findings.
+    # Egress addresses: one with forward-confirmed reverse DNS, one listed on the blocklist.
+    add("10.0.0.127.in-addr.arpa", "PTR", f"out.{d}.")
+    add(f"out.{d}", "A", "127.0.0.10")
+    add("2.0.0.127.in-addr.arpa", "PTR", f"mail.{w}.")  # no A record: not forward confirmed
+    add(f"2.0.0.127.{BLOCKLIST}", "A", "127.0.0.2")
+    add(f"2.0.0.127.{BLOCKLIST}", "TXT", _txt("demo listing: the DNSBL test entry"))
     add(w, "MX", f"10 mx.{d}.")
     add(w, "TXT", _txt("v=spf1 +all"))
     add(f"old._domainkey.{w}", "TXT", _txt(dkim_record(1024)))

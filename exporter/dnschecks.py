@@ -74,8 +74,9 @@ class DNSManager:
         for domain in domains:
             wanted[("domain", domain)] = partial(self._domain_loop, domain, interval)
         for relay in relays:
-            wanted[("relay", relay.name, relay.host)] = partial(
-                self._relay_loop, relay.name, relay.host, config.blocklists, interval)
+            wanted[("relay", relay.name, relay.host, relay.egress_addresses)] = partial(
+                self._relay_loop, relay.name, relay.host, config.blocklists,
+                relay.egress_addresses, interval)
         for key in list(self._tasks):
             if key not in wanted:
                 self._tasks.pop(key).cancel()
@@ -106,14 +107,14 @@ class DNSManager:
         await run_every(interval, run, first_spread=self.first_spread, what="dns check")
 
     async def _relay_loop(self, relay: str, host: str, blocklists: tuple[str, ...],
-                          interval: float) -> None:
+                          egress: tuple[str, ...], interval: float) -> None:
         previous: RelayDNSReport | None = None
 
         async def run() -> None:
             nonlocal previous
             assert self._resolver is not None
             report = await check_relay_host(relay, host, resolver=self._resolver,
-                                            blocklists=blocklists)
+                                            blocklists=blocklists, egress=egress)
             self._store.record(report)
             log_changes(relay, report, previous)
             previous = report

@@ -33,7 +33,8 @@ async def probe_dns(config: Config, names: Sequence[str] | None) -> DNSResults:
         check_domain(d.name, resolver=resolver, dkim_selectors=d.dkim_selectors,
                      expect_spf_includes=d.expect_spf_includes) for d in domains))
     relay_reports = await asyncio.gather(*(
-        check_relay_host(r.name, r.host, resolver=resolver, blocklists=config.blocklists)
+        check_relay_host(r.name, r.host, resolver=resolver, blocklists=config.blocklists,
+                         egress=r.egress_addresses)
         for r in relays))
     return DNSResults(tuple(domain_reports), tuple(relay_reports))
 

@@ -177,11 +177,15 @@ def test_demo_shows_real_numbers_and_stops_cleanly(tmp_path: Path,
     base = m.group(1)
     wait_for(lambda: all(
         (value(http(base + "/metrics")[1], "smtp_probes_total", relay=r) or 0) >= 1
-        for r in ("demo-starttls", "demo-implicit", "demo-wrong-password", "demo-wrong-tls-mode")
+        for r in ("demo-starttls", "demo-implicit", "demo-oauth2", "demo-wrong-password",
+                  "demo-wrong-tls-mode")
     ), timeout=20)
     text = http(base + "/metrics")[1]
     assert value(text, "smtp_probe_success", relay="demo-starttls") == 1
     assert value(text, "smtp_probe_success", relay="demo-implicit") == 1
+    assert value(text, "smtp_probe_success", relay="demo-oauth2") == 1  # a refreshed token
+    expiry = value(text, "smtp_oauth2_token_expiry_timestamp_seconds", relay="demo-oauth2")
+    assert expiry is not None and 0 < expiry - time.time() <= 900
     assert value(text, "smtp_probe_success", relay="demo-wrong-password") == 1
     assert value(text, "smtp_probe_success", relay="demo-wrong-tls-mode") == 0
     assert value(text, "smtp_probe_failures_total", relay="demo-wrong-tls-mode",

@@ -307,6 +307,13 @@ INVALID: dict[str, list[str]] = {
         "domains[3].name: missing; set the sending domain, e.g. example.com",
         'blocklists[1]: "127.0.0.1" is not a domain name; use e.g. example.com',
     ],
+    "egress-addresses": [
+        "defaults.egress_addresses: cannot be set in defaults; set it on each relay",
+        'relays[0].egress_addresses[1]: "mail.example.com" is not an IP address; use e.g. '
+        "203.0.113.25 or 2001:db8::25",
+        "relays[0].egress_addresses[3]: 203.0.113.25 is listed twice; list it once",
+        "relays[1].egress_addresses: expected a list of IP addresses, got '203.0.113.26'",
+    ],
     "canary-mailbox-twice": [
         "relays[0].canary.to[1].mailbox: box already receives this canary (also "
         "relays[0].canary.to[0]); send to each mailbox through one address"
@@ -1547,3 +1554,14 @@ relays:
     checked = check_domains(config.domains, config.relays)
     assert [d.name for d in checked] == ["example.com", "mail.example.org"]
     assert checked[1].dkim_selectors == ()
+
+
+def test_egress_addresses_are_normalised() -> None:
+    """egress_addresses takes IPv4 and IPv6 (brackets allowed) and stores canonical text."""
+    relay = _relay("""
+relays:
+  - name: r
+    host: smtp.example.com
+    egress_addresses: [203.0.113.25, "[2001:DB8:0::25]"]
+""")
+    assert relay.egress_addresses == ("203.0.113.25", "2001:db8::25")

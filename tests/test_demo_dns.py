@@ -15,11 +15,12 @@ from exporter.config import load_config
 from exporter.demo import (
     IMAP_PASSWORD_ENV,
     PASSWORD_ENV,
+    REFRESH_TOKEN_ENV,
     WRONG_PASSWORD_ENV,
     DemoRelay,
     write_demo_config,
 )
-from exporter.demo_dns import TTL, DemoDNS
+from exporter.demo_dns import BLOCKLIST, TTL, DemoDNS
 from exporter.probes.dns import DNSResolver, check_domain, check_relay_host
 from exporter.results import CheckStatus, DomainReport
 
@@ -116,7 +117,8 @@ async def test_demo_config_points_at_the_demo_dns(tmp_path: Path) -> None:
     try:
         path = tmp_path / "config.yaml"
         write_demo_config(relay, path, interval=2.0)
-        env = dict.fromkeys((PASSWORD_ENV, WRONG_PASSWORD_ENV, IMAP_PASSWORD_ENV), "x")
+        env = dict.fromkeys((PASSWORD_ENV, WRONG_PASSWORD_ENV, IMAP_PASSWORD_ENV,
+                             REFRESH_TOKEN_ENV), "x")
         config = load_config(path, environ=env)
     finally:
         await relay.stop()
@@ -124,3 +126,23 @@ async def test_demo_config_points_at_the_demo_dns(tmp_path: Path) -> None:
     assert config.dns.interval == 10.0 and config.dns.timeout == 2.0
     assert [(d.name, d.dkim_selectors) for d in config.domains] == [
         ("demo.localhost", ("demo",)), ("weak.localhost", ("old",))]
+    assert config.blocklists == (BLOCKLIST,)
+    egress = {r.name: r.egress_addresses for r in config.relays if r.egress_addresses}
+    assert egress == {"demo-starttls": ("127.0.0.10",), "demo-implicit": ("127.0.0.2",)}
+
+
+async def test_demo_egress_addresses_one_clean_one_listed(server: DemoDNS) -> None:
+    """127.0.0.10 has forward-confirmed reverse DNS and is not listed; 127.0.0.2, the
+    blocklist test entry, is listed and its PTR name does not resolve back."""
+    resolver = DNSResolver(nameservers=(("127.0.0.1", server.port),), timeout=2.0)
+    clean = await check_relay_host("demo-starttls", "localhost", resolver=resolver,
+                                   blocklists=[BLOCKLIST], egress=["127.0.0.10"])
+    assert clean.ptr_matches == {"127.0.0.10": True}
+    assert clean.listed == {("127.0.0.10", BLOCKLIST): False}
+    assert all(c.status is CheckStatus.OK for c in clean.checks), clean.checks
+    bad = await check_relay_host("demo-implicit", "localhost", resolver=resolver,
+                                 blocklists=[BLOCKLIST], egress=["127.0.0.2"])
+    assert bad.ptr_matches == {"127.0.0.2": False}
+    assert bad.listed == {("127.0.0.2", BLOCKLIST): True}
+    assert {c.check: c.status for c in bad.checks} == {
+        "address": CheckStatus.OK, "ptr": CheckStatus.ERROR, "dnsbl": CheckStatus.ERROR}

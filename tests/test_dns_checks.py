@@ -313,3 +313,30 @@ async def test_concurrent_queries_for_one_name_share_one_lookup(fresh: DNSServer
     resolver = DNSResolver(nameservers=(("127.0.0.1", fresh.port),), timeout=0.5)
     await check_domain("deep.test", resolver=resolver)
     assert fresh.queries.count("mx1.good.test A") == 1
+
+
+async def test_internal_relay_addresses_are_not_looked_up(resolver: DNSResolver) -> None:
+    """A relay on an internal address gets no PTR or DNSBL check, and the address check
+    says why and what to set instead."""
+    report = await check_relay_host("r", "127.0.0.1", resolver=resolver, blocklists=("bl.test",))
+    assert [c.check for c in report.checks] == ["address"]
+    assert "127.0.0.1: not a public address" in report.checks[0].message
+    assert "set egress_addresses" in report.checks[0].message
+
+
+async def test_egress_addresses_are_checked_instead_of_the_relay_host(
+    resolver: DNSResolver,
+) -> None:
+    """With egress_addresses, PTR and blocklists apply to those addresses, internal or not,
+    and never to what the host resolves to."""
+    report = await check_relay_host("r", "relay-ok.test", resolver=resolver,
+                                    blocklists=("bl.test",), egress=("192.0.2.20", "10.9.9.9"))
+    assert report.addresses == ("192.0.2.10", "2001:db8::10")  # still resolved and reported
+    assert {c.selector for c in report.checks if c.check in ("ptr", "dnsbl")} == {
+        "192.0.2.20", "10.9.9.9"}
+    assert report.listed[("192.0.2.20", "bl.test")] is True
+    assert report.listed[("10.9.9.9", "bl.test")] is False
+    ptr = {c.selector: c for c in report.checks if c.check == "ptr"}
+    assert ptr["10.9.9.9"].status is CheckStatus.ERROR
+    assert ptr["10.9.9.9"].message.startswith("no PTR for 10.9.9.9")
+    assert "mail leaves from 192.0.2.20, 10.9.9.9 (egress_addresses)" in report.checks[0].message

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.config.model import DomainConfig, RelayConfig
-from exporter.config.reader import Problems, Reader, as_mapping, check_keys
+from exporter.config.reader import Problems, Reader, as_mapping, check_keys, read_list
 from exporter.config.values import describe, is_hostname, is_ip, kind, to_str
 
 __all__ = ["check_domains", "parse_blocklists", "parse_domains"]
@@ -25,27 +25,6 @@ def _to_selector(value: object) -> str:
                            for part in labels):
         raise ValueError(f'"{text}" is not a DKIM selector; use the label before ._domainkey')
     return text
-
-
-def _names(value: object, path: str, problems: Problems, convert: object, what: str
-           ) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        problems.error(path, f"expected a list of {what}, got {describe(value)}")
-        return ()
-    out: list[str] = []
-    for index, item in enumerate(value):
-        try:
-            name = convert(item)  # type: ignore[operator]
-        except ValueError as exc:
-            problems.error(f"{path}[{index}]", str(exc))
-            continue
-        if name in out:
-            problems.error(f"{path}[{index}]", f"{name} is listed twice; list it once")
-            continue
-        out.append(name)
-    return tuple(out)
 
 
 def parse_domains(value: object, problems: Problems) -> tuple[DomainConfig, ...]:
@@ -79,9 +58,9 @@ def parse_domains(value: object, problems: Problems) -> tuple[DomainConfig, ...]
         seen[name] = path
         domains.append(DomainConfig(
             name=name,
-            dkim_selectors=_names(block.get("dkim_selectors"), reader.at("dkim_selectors"),
+            dkim_selectors=read_list(block.get("dkim_selectors"), reader.at("dkim_selectors"),
                                   problems, _to_selector, "DKIM selectors"),
-            expect_spf_includes=_names(block.get("expect_spf_includes"),
+            expect_spf_includes=read_list(block.get("expect_spf_includes"),
                                        reader.at("expect_spf_includes"), problems, _to_domain,
                                        "domains"),
         ))
@@ -90,7 +69,7 @@ def parse_domains(value: object, problems: Problems) -> tuple[DomainConfig, ...]
 
 def parse_blocklists(value: object, problems: Problems) -> tuple[str, ...]:
     """``blocklists:``: DNSBL zones every relay address is checked against."""
-    return _names(value, "blocklists", problems, _to_domain, "DNSBL zones")
+    return read_list(value, "blocklists", problems, _to_domain, "DNSBL zones")
 
 
 def check_domains(domains: tuple[DomainConfig, ...], relays: tuple[RelayConfig, ...]

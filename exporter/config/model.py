@@ -145,6 +145,7 @@ class RelayConfig:
     allow_plaintext_auth: bool = False
     preset: str | None = None
     canary: CanaryConfig | None = None
+    egress_addresses: tuple[str, ...] = ()  # where its mail leaves from: PTR and DNSBL checks
 
 
 @dataclass(frozen=True, slots=True)

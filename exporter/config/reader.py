@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from exporter.config.model import Problem
-from exporter.config.values import kind
+from exporter.config.values import describe, kind
 
-__all__ = ["Context", "Problems", "Reader", "as_mapping", "check_keys", "join"]
+__all__ = ["Context", "Problems", "Reader", "as_mapping", "check_keys", "join", "read_list"]
 
 T = TypeVar("T")
 
@@ -117,3 +117,26 @@ def check_keys(
         close = difflib.get_close_matches(key, valid, n=1)
         hint = f"did you mean {close[0]}?" if close else f"valid keys are {', '.join(valid)}"
         problems.error(where, f"unknown key; {hint}")
+
+
+def read_list(value: object, path: str, problems: Problems, convert: Callable[[object], str],
+              what: str) -> tuple[str, ...]:
+    """A list of distinct converted items (empty when absent); each bad item is reported at
+    its index and left out."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.error(path, f"expected a list of {what}, got {describe(value)}")
+        return ()
+    out: list[str] = []
+    for index, item in enumerate(value):
+        try:
+            name = convert(item)
+        except ValueError as exc:
+            problems.error(f"{path}[{index}]", str(exc))
+            continue
+        if name in out:
+            problems.error(f"{path}[{index}]", f"{name} is listed twice; list it once")
+            continue
+        out.append(name)
+    return tuple(out)

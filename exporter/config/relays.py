@@ -10,7 +10,7 @@ from functools import partial
 from exporter.config.auth import parse_auth
 from exporter.config.canary import parse_canary
 from exporter.config.model import NO_AUTH, AuthConfig, AuthMechanism, RelayConfig
-from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
+from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys, read_list
 from exporter.config.transport import (
     check_ignored_tls_keys,
     check_ports,
@@ -28,6 +28,7 @@ from exporter.config.values import (
     to_expect,
     to_host,
     to_interval,
+    to_ip,
     to_mail_from,
     to_port,
     to_str,
@@ -40,7 +41,8 @@ from exporter.providers import Preset, TLSMode, lookup_preset, preset_names
 __all__ = ["parse_defaults", "parse_relays"]
 
 _RELAY_KEYS = tuple(field for field in RelayConfig.__dataclass_fields__)
-_RELAY_ONLY = ("name", "host", "port", "preset", "rcpt_check", "expect", "canary")
+_RELAY_ONLY = ("name", "host", "port", "preset", "rcpt_check", "expect", "canary",
+               "egress_addresses")
 _DEFAULTS_KEYS = tuple(key for key in _RELAY_KEYS if key not in _RELAY_ONLY)
 _DEFAULTS_SPECIAL = {key: "cannot be set in defaults; set it on each relay" for key in _RELAY_ONLY}
 _IMPLICIT_PORTS = frozenset({465, 2465})
@@ -159,6 +161,8 @@ def _parse_relay(
         allow_plaintext_auth=shared.allow_plaintext_auth,
         preset=preset_name,
         canary=parse_canary(raw.get("canary"), reader.at("canary"), mailboxes, problems),
+        egress_addresses=read_list(raw.get("egress_addresses"), reader.at("egress_addresses"),
+                                   problems, to_ip, "IP addresses"),
     )
     _check_ports(relay, reader)
     if relay.tls == TLSMode.NONE:

@@ -30,6 +30,7 @@ __all__ = [
     "to_host",
     "to_int",
     "to_interval",
+    "to_ip",
     "to_long_duration",
     "to_mail_from",
     "to_nameserver",
@@ -189,6 +190,13 @@ def is_ip(text: str, version: int | None = None) -> bool:
     except ValueError:
         return False
     return version is None or address.version == version
+
+
+def to_ip(value: object) -> str:
+    text = to_str(value).strip("[]")
+    if not is_ip(text):
+        raise ValueError(f'"{text}" is not an IP address; use e.g. 203.0.113.25 or 2001:db8::25')
+    return str(ipaddress.ip_address(text))
 
 
 def to_host(value: object) -> str:

@@ -74,23 +74,39 @@ async def check_domain(
 
 
 async def check_relay_host(
-    relay: str, host: str, *, resolver: DNSResolver, blocklists: Sequence[str] = ()
+    relay: str, host: str, *, resolver: DNSResolver, blocklists: Sequence[str] = (),
+    egress: Sequence[str] = (),
 ) -> RelayDNSReport:
     """Resolve ``host``, then check each address's PTR (forward-confirmed) and each
-    blocklist zone concurrently; never raises for a DNS failure."""
+    blocklist zone concurrently; never raises for a DNS failure.
+
+    ``egress`` are the addresses the relay's mail leaves from, when they are not the ones
+    ``host`` resolves to (a submission host behind NAT, a provider's outbound pool): they are
+    checked instead, internal or not, since the config names them on purpose.
+    """
     checked_at = time.time()
     start = time.perf_counter()
     addresses, finding = await _addresses(host, resolver)
     address_check = DNSCheck(relay, "address", finding.status, finding.message,
                              duration=time.perf_counter() - start)
-    internal = [a for a in addresses if _internal(a)]
-    if internal:
+    if egress:
+        checked = list(egress)
         address_check = DNSCheck(
             relay, "address", address_check.status,
-            f"{address_check.message}; {', '.join(internal)}: not a public address, so "
-            "reverse DNS and blocklists do not apply", duration=address_check.duration)
+            f"{address_check.message}; mail leaves from {', '.join(egress)} "
+            "(egress_addresses): reverse DNS and blocklists are checked there",
+            duration=address_check.duration)
+    else:
+        checked = [a for a in addresses if not _internal(a)]
+        internal = [a for a in addresses if _internal(a)]
+        if internal:
+            address_check = DNSCheck(
+                relay, "address", address_check.status,
+                f"{address_check.message}; {', '.join(internal)}: not a public address, so "
+                "reverse DNS and blocklists do not apply; set egress_addresses to check the "
+                "address mail leaves from", duration=address_check.duration)
     jobs: list[Awaitable[tuple[DNSCheck, Finding]]] = []
-    for address in (a for a in addresses if not _internal(a)):
+    for address in checked:
         jobs.append(_timed(relay, "ptr", _ptr(address, resolver), selector=address))
         jobs.extend(_timed(relay, "dnsbl", _dnsbl(address, zone, resolver), selector=address,
                            zone=zone.rstrip(".").lower()) for zone in blocklists)
