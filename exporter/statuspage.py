@@ -105,7 +105,7 @@ def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
             seen = '<td class="wait" colspan="4">no canary seen yet</td>'
         else:
             verdicts = " ".join(
-                f'<span class="{"ok" if last.verdicts.get(m) == "pass" else "fail"}">'
+                f'<span class="{_verdict_css(m, last.verdicts.get(m, "none"))}">'
                 f"{m}={escape(last.verdicts.get(m, 'none'))}</span>"
                 for m in ("spf", "dkim", "dmarc", "arc"))
             aligned = "aligned" if last.dmarc_aligned else '<b class="fail">not aligned</b>'
@@ -201,3 +201,10 @@ def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
 {failures or "<p>No probe has failed.</p>"}
 </body></html>
 """
+
+
+def _verdict_css(method: str, result: str) -> str:
+    """pass is good; no ARC seal is normal for mail that was not forwarded; the rest is bad."""
+    if result == "pass":
+        return "ok"
+    return "wait" if method == "arc" and result == "none" else "fail"
