@@ -13,6 +13,11 @@ smtp-canary-exporter demo --web.listen-address="127.0.0.1:$port" --demo.interval
 demo=$!
 trap 'kill "$demo" 2>/dev/null; wait "$demo" 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
 sleep "${SCREENSHOT_WAIT:-60}"
+if ! kill -0 "$demo" 2>/dev/null; then
+  echo "screenshot: the demo did not keep running; its output:" >&2
+  cat "$tmp/demo.log" >&2
+  exit 1
+fi
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$tmp/chromium" --hide-scrollbars --window-size=1400,1500 \
