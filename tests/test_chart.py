@@ -179,6 +179,26 @@ def test_chart_version_follows_the_package() -> None:
     assert (chart["apiVersion"], chart["appVersion"]) == ("v2", exporter.__version__)
 
 
+def test_packaged_chart_carries_the_rules_and_dashboards(helm_cli: Any, tmp_path: Path) -> None:
+    """`helm package` resolves the chart's link to dashboards/: the archive holds the alert
+    rules and every dashboard (and not the screenshot or the Grafana provisioning files), and
+    renders the same objects as the directory."""
+    import tarfile
+
+    import helm_python
+
+    values = {"prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
+    with helm_python.Chart.load(str(CHART)) as chart:
+        archive = chart.save(str(tmp_path))
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    shipped = {f"smtp-canary-exporter/dashboards/{p.name}"
+               for p in (ROOT / "dashboards").glob("*.json")}
+    assert shipped | {"smtp-canary-exporter/dashboards/alerts.yaml"} == {
+        n for n in names if n.startswith("smtp-canary-exporter/dashboards/")}
+    assert helm_cli.render(archive, values) == helm_cli.render(CHART, values)
+
+
 # -- the rendered objects -----------------------------------------------------------------------
 
 def test_defaults_render_a_hardened_working_deployment(
