@@ -123,7 +123,7 @@ class App:
             "exporter started",
             extra={"listen": f"{self.listen[0] or '*'}:{self.web.port}",
                    "relays": len(self.config.relays), "instance": self.config.instance,
-             "location": self.config.location or "-"},
+                   "location": self.config.location or "-"},
         )
 
     async def reload(self) -> tuple[bool, str]:
