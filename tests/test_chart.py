@@ -199,6 +199,29 @@ def test_packaged_chart_carries_the_rules_and_dashboards(helm_cli: Any, tmp_path
     assert helm_cli.render(archive, values) == helm_cli.render(CHART, values)
 
 
+def test_helm_cli_commands(helm_cli: Any) -> None:
+    """The documented commands: `lint --strict` exits 0 on the chart and 1 on a typo, and
+    `template` prints the objects `helm template` would, with their sources."""
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / "tests" / "chart" / "helm_cli.py"),
+                               *args], capture_output=True, text=True, timeout=120,
+                              check=False, cwd=ROOT)
+
+    assert run("lint", str(CHART), "--strict").returncode == 0
+    typo = run("lint", str(CHART), "--strict", "-f", str(DATA / "typo.yaml"))
+    assert typo.returncode == 1 and "enabeld" in typo.stdout
+    out = run("template", "mail", str(CHART), "-n", "monitoring",
+              "-f", str(DATA / "two-locations.yaml"), "--set", "image.tag=1.2.3")
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"] == [
+        "mail-smtp-canary-exporter-eu-west", "mail-smtp-canary-exporter-us-east"]
+    assert "# Source: smtp-canary-exporter/templates/deployment.yaml" in out.stdout
+    assert "image: \"ghcr.io/smtp-canary-exporter/smtp-canary-exporter:1.2.3\"" in out.stdout
+
+
 # -- the rendered objects -----------------------------------------------------------------------
 
 def test_defaults_render_a_hardened_working_deployment(
