@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from collections.abc import Mapping
+from dataclasses import replace
 
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -57,8 +58,10 @@ class App:
         registry: CollectorRegistry | None = None,
         environ: Mapping[str, str] | None = None,
         probe: ProbeFn | None = None,
+        location: str = "",
     ) -> None:
         self.config_path = config_path
+        self.location = location
         self.listen = listen
         self.environ = environ
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -77,13 +80,16 @@ class App:
         self._stopping = asyncio.Event()
 
     def _load(self) -> Config:
-        return load_config(self.config_path, environ=self.environ)
+        config = load_config(self.config_path, environ=self.environ)
+        return replace(config, location=self.location) if self.location else config
 
     def _adopt(self, config: Config) -> None:
         self.store.configure(
             relay_infos(config),
             warnings=[str(w) for w in config.warnings],
             source=os.path.abspath(self.config_path),
+            instance=config.instance,
+            location=config.location,
         )
         self.scheduler.apply(config)
         self.canaries.apply(config)
@@ -116,7 +122,8 @@ class App:
         log.info(
             "exporter started",
             extra={"listen": f"{self.listen[0] or '*'}:{self.web.port}",
-                   "relays": len(self.config.relays)},
+                   "relays": len(self.config.relays), "instance": self.config.instance,
+                   "location": self.config.location or "-"},
         )
 
     async def reload(self) -> tuple[bool, str]:

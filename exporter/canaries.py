@@ -63,12 +63,12 @@ class CanaryManager:
         """Reconcile with a new config: state file, watchers, send loops."""
         loop = asyncio.get_running_loop()
         self._nameservers = config.dns.nameservers
-        self._instance = config.instance
-        key = (config.state_dir, config.instance)
+        self._instance = config.canary_instance
+        key = (config.state_dir, config.canary_instance)
         if key != self._state_key:
             if self._state is not None:
                 self._state.save()
-            self._state = CanaryState(config.state_dir, instance=config.instance)
+            self._state = CanaryState(config.state_dir, instance=config.canary_instance)
             restored = self._state.load()
             if restored:
                 log.info("canaries in flight restored", extra={"count": restored})

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, RelayConfig, load_config, parse_duration
+from exporter.config import (
+    LOCATION_ENV,
+    Config,
+    ConfigError,
+    RelayConfig,
+    check_location,
+    load_config,
+    parse_duration,
+)
 from exporter.logs import LEVELS, setup_logging
 from exporter.probes.smtp import probe_relay
 from exporter.report import format_table, result_to_dict
@@ -35,6 +43,24 @@ def _add_common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
                    default="logfmt")
 
 
+def _add_location(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exporter.location", dest="location",
+                   default=os.environ.get(LOCATION_ENV, ""), metavar="NAME",
+                   help="where this exporter probes from (e.g. eu-west); shown on the status "
+                        "page and part of its canary tokens, so exporters in several "
+                        f"locations never read each other's canaries (default: ${LOCATION_ENV})")
+
+
+def _location_or_report(value: str) -> str | None:
+    if not value:
+        return ""
+    try:
+        return check_location(value)
+    except ValueError as exc:
+        print(f"error: --exporter.location: {exc}", file=sys.stderr)
+        return None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smtp-canary-exporter",
@@ -47,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(run)
     run.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
                      metavar="HOST:PORT", help=f"where to serve (default: :{DEFAULT_PORT})")
+    _add_location(run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     _add_common(check)
@@ -69,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"where to serve (default: 127.0.0.1:{DEFAULT_PORT})")
     demo.add_argument("--demo.interval", dest="interval", default="10s",
                       help="how often the demo relays are probed (default: 10s)")
+    _add_location(demo)
     return parser
 
 
@@ -137,10 +165,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if all(r.success for r in results) else 1
 
 
-async def _serve(app_path: str, listen: tuple[str, int]) -> int:
+async def _serve(app_path: str, listen: tuple[str, int], location: str) -> int:
     from exporter.app import App
 
-    app = App(app_path, listen=listen)
+    app = App(app_path, listen=listen, location=location)
     try:
         await app.start()
     except ConfigError as exc:
@@ -160,14 +188,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    location = _location_or_report(args.location)
+    if location is None:
+        return 2
     try:
-        return asyncio.run(_serve(args.config_file, listen))
+        return asyncio.run(_serve(args.config_file, listen, location))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
-async def _demo(listen: tuple[str, int], interval: float) -> int:
+async def _demo(listen: tuple[str, int], interval: float, location: str) -> int:
     import secrets as pysecrets
 
     from exporter.app import App
@@ -189,7 +220,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
         os.environ[REFRESH_TOKEN_ENV] = relay.tokens.refresh_token
         config_path = Path(tmp) / "config.yaml"
         write_demo_config(relay, config_path, interval=interval)
-        app = App(str(config_path), listen=listen)
+        app = App(str(config_path), listen=listen, location=location)
         try:
             await app.start()
         except ConfigError as exc:
@@ -231,8 +262,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if interval < 1:
         print("error: --demo.interval: use at least 1s", file=sys.stderr)
         return 2
+    location = _location_or_report(args.location)
+    if location is None:
+        return 2
     try:
-        return asyncio.run(_demo(listen, interval))
+        return asyncio.run(_demo(listen, interval, location))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
               "choose another with --web.listen-address", file=sys.stderr)

@@ -166,6 +166,16 @@ def _dns_section(dns: DNSSnapshot | None) -> str:
             "<th>what it found, and the fix</th></tr>" + "".join(rows) + "</table>")
 
 
+def _where(snap: Snapshot) -> str:
+    """Which exporter this is: its instance, and the location it probes from."""
+    parts = []
+    if snap.instance:
+        parts.append(f"instance <b>{escape(snap.instance)}</b>")
+    if snap.location:
+        parts.append(f"location <b>{escape(snap.location)}</b>")
+    return "".join(part + " · " for part in parts)
+
+
 def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
                        dns: DNSSnapshot | None = None) -> str:
     """The whole page as one HTML string; every value from the config or a server is escaped."""
@@ -186,7 +196,7 @@ def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
 <title>smtp-canary-exporter</title><style>{_CSS}</style></head><body>
 <h1>smtp-canary-exporter</h1>
-<p><small>version {escape(__version__)} · config {escape(snap.config_source)} · up
+<p><small>version {escape(__version__)} · {_where(snap)}config {escape(snap.config_source)} · up
 {now - snap.started_at:.0f}s · <a href="/metrics">metrics</a> ·
 <a href="/status.json">status.json</a></small></p>
 {reload}{warnings}

@@ -100,6 +100,8 @@ class Snapshot:
     warnings: tuple[str, ...]
     config_source: str
     started_at: float
+    instance: str = ""
+    location: str = ""
 
 
 class ResultStore:
@@ -112,10 +114,13 @@ class ResultStore:
         self._reload_ok_at = 0.0
         self._warnings: tuple[str, ...] = ()
         self._source = ""
+        self._instance = ""
+        self._location = ""
         self._started_at = time.time()
 
     def configure(
-        self, infos: Iterable[RelayInfo], *, warnings: Iterable[str], source: str
+        self, infos: Iterable[RelayInfo], *, warnings: Iterable[str], source: str,
+        instance: str = "", location: str = "",
     ) -> None:
         """Adopt a new relay set: new relays start at zero, removed ones vanish, kept ones keep
         their counters."""
@@ -127,6 +132,8 @@ class ResultStore:
             self._relays = fresh
             self._warnings = tuple(warnings)
             self._source = source
+            self._instance = instance
+            self._location = location
             self._reload_ok = True
             self._reload_ok_at = time.time()
 
@@ -176,4 +183,6 @@ class ResultStore:
                 warnings=self._warnings,
                 config_source=self._source,
                 started_at=self._started_at,
+                instance=self._instance,
+                location=self._location,
             )

@@ -78,8 +78,9 @@ async def apps() -> AsyncIterator[list[App]]:
         await app.stop()
 
 
-async def start(apps: list[App], path: Path) -> tuple[App, str]:
-    app = App(str(path), listen=("127.0.0.1", 0), environ={**ENV, **IMAP_ENV})
+async def start(apps: list[App], path: Path, *, location: str = "") -> tuple[App, str]:
+    app = App(str(path), listen=("127.0.0.1", 0), environ={**ENV, **IMAP_ENV},
+              location=location)
     app.canaries.first_spread = 1e9  # the tests send; the schedule stays out of the way
     await app.start()
     apps.append(app)
@@ -253,6 +254,36 @@ async def test_two_instances_share_a_mailbox(tmp_path: Path, bed: Bed,
     await wait_metric(base_b, "smtp_canary_received_total", 2, folder="inbox", **RB)
     await asyncio.sleep(1.5)
     assert value(await metrics(base_a), "smtp_canary_received_total", folder="inbox", **RB) == 1
+
+
+async def test_two_locations_share_a_config_and_a_mailbox(tmp_path: Path, bed: Bed,
+                                                          apps: list[App]) -> None:
+    """Two exporters run from one config file (same instance, same state_dir) in two
+    locations: each counts only its own canaries, keeps its own state file, and says on its
+    status page where it probes from."""
+    path = write(tmp_path / "shared.yaml", bed, instance="prod", state_dir=tmp_path / "state")
+    eu, base_eu = await start(apps, path, location="eu-west")
+    us, base_us = await start(apps, path, location="us-east")
+    sent = await send(eu)
+    assert sent.token.startswith("smtpcanary_prod.eu-west_")
+    await send(us)
+    await send(us)
+    await wait_metric(base_eu, "smtp_canary_received_total", 1, folder="inbox", **RB)
+    await wait_metric(base_us, "smtp_canary_received_total", 2, folder="inbox", **RB)
+    await asyncio.sleep(1.5)
+    assert value(await metrics(base_eu), "smtp_canary_received_total", folder="inbox", **RB) == 1
+    assert value(await metrics(base_eu), "smtp_canary_lost_total", mailbox="box",
+                 relay="relay") == 0
+    _, page, _ = await asyncio.to_thread(http, base_us + "/")
+    assert "instance <b>prod</b> · location <b>us-east</b>" in page
+    in_flight = await send(eu)  # still in flight when both stop: only eu-west's state holds it
+    await eu.stop()
+    await us.stop()
+    apps.clear()
+    state = {p.name: p.read_text() for p in (tmp_path / "state").glob("canaries-*.json")}
+    assert sorted(state) == ["canaries-prod.eu-west.json", "canaries-prod.us-east.json"]
+    assert in_flight.token in state["canaries-prod.eu-west.json"]
+    assert "smtpcanary_" not in state["canaries-prod.us-east.json"]
 
 
 async def test_watcher_reconnects_after_the_server_drops_it(tmp_path: Path, bed: Bed,

@@ -165,6 +165,18 @@ def test_run_refuses_invalid_config_at_start(tmp_path: Path) -> None:
     assert "hunter2" not in out.stderr
 
 
+def test_run_refuses_an_invalid_location(tmp_path: Path) -> None:
+    """A location that cannot go into canary tokens exits 2 naming the flag and the rule,
+    whether it comes from --exporter.location or SMTP_CANARY_LOCATION."""
+    cfg = write_config(tmp_path / "c.yaml")
+    out = run_cli("run", "--config.file", str(cfg), "--exporter.location", "eu west")
+    assert out.returncode == 2
+    assert out.stderr.startswith('error: --exporter.location: "eu west" is not a valid location')
+    out = run_cli("run", "--config.file", str(cfg), env={"SMTP_CANARY_LOCATION": "/eu"})
+    assert out.returncode == 2
+    assert '"/eu" is not a valid location name; use up to 63 letters' in out.stderr
+
+
 def test_demo_shows_real_numbers_and_stops_cleanly(tmp_path: Path,
                                                    daemons: list[Daemon]) -> None:
     """The demo probes its own loopback relay: real phase timings on /metrics and the page."""

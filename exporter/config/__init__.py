@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.config.dnschecks import check_domains
-from exporter.config.loader import load_config, parse_config
+from exporter.config.loader import LOCATION_ENV, check_location, load_config, parse_config
 from exporter.config.model import (
     AuthConfig,
     AuthMechanism,
@@ -22,6 +22,7 @@ from exporter.config.values import parse_duration
 from exporter.providers import TLSMode
 
 __all__ = [
+    "LOCATION_ENV",
     "AuthConfig",
     "AuthMechanism",
     "CanaryConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "RelayConfig",
     "TLSMode",
     "check_domains",
+    "check_location",
     "load_config",
     "parse_config",
     "parse_duration",

@@ -26,7 +26,7 @@ from exporter.config.values import (
 )
 from exporter.config.yaml_text import read_yaml
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["LOCATION_ENV", "check_location", "load_config", "parse_config"]
 
 _TOP_KEYS = (
     "blocklists",
@@ -42,6 +42,7 @@ _TOP_KEYS = (
 _DNS_KEYS = ("interval", "nameservers", "timeout")
 _INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _INSTANCE_ENV = "SMTP_CANARY_INSTANCE"
+LOCATION_ENV = "SMTP_CANARY_LOCATION"
 _INSTANCE_RULE = 'up to 63 letters, digits, "_", "." and "-", starting with a letter or digit'
 _STATE_ENV = "STATE_DIRECTORY"
 _STATE_HOME = (".local", "state", "smtp-canary-exporter")
@@ -176,6 +177,13 @@ def _to_instance(value: object) -> str:
     if not _INSTANCE.fullmatch(text):
         raise ValueError(f'"{text}" is not a valid instance name; use {_INSTANCE_RULE}')
     return text
+
+
+def check_location(value: str) -> str:
+    """A location name (``--exporter.location``), checked by the rule instance names follow."""
+    if not _INSTANCE.fullmatch(value):
+        raise ValueError(f'"{value}" is not a valid location name; use {_INSTANCE_RULE}')
+    return value
 
 
 def _state_dir(root: Mapping[str, object], context: Context, problems: Problems) -> str:

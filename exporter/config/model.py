@@ -180,3 +180,11 @@ class Config:
     state_dir: str | None = None
     domains: tuple[DomainConfig, ...] = ()
     blocklists: tuple[str, ...] = ()
+    location: str = ""
+
+    @property
+    def canary_instance(self) -> str:
+        """The name canary tokens and the state file carry: the instance, and the location
+        when one is set (``eu-west-1a.frankfurt``), so exporters that share an instance name
+        but probe from different locations never consume each other's canaries."""
+        return f"{self.instance}.{self.location}" if self.location else self.instance
