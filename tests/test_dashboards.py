@@ -202,11 +202,14 @@ def test_no_hardcoded_datasource_uid(dashboard: dict[str, Any]) -> None:
 
 
 def test_job_and_instance_variables(dashboard: dict[str, Any]) -> None:
-    """job and instance are multi-value query variables with All, chained on build_info."""
+    """job, location and instance are multi-value query variables with All, chained on
+    build_info, so replicas in several locations can be compared or picked."""
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     expected = {
         "job": "label_values(smtp_exporter_build_info, job)",
-        "instance": 'label_values(smtp_exporter_build_info{job=~"$job"}, instance)',
+        "location": 'label_values(smtp_exporter_build_info{job=~"$job"}, location)',
+        "instance": 'label_values(smtp_exporter_build_info{job=~"$job", '
+                    'location=~"$location"}, instance)',
     }
     for name, query in expected.items():
         variable = variables[name]
@@ -231,7 +234,8 @@ def test_relay_dashboard_variable() -> None:
     """relay.json selects one relay from smtp_probe_success of the chosen jobs and instances."""
     variables = {v["name"]: v for v in _load(DASHBOARDS / "relay.json")["templating"]["list"]}
     assert _variable_query(variables["relay"]) == (
-        'label_values(smtp_probe_success{job=~"$job", instance=~"$instance"}, relay)'
+        'label_values(smtp_probe_success{job=~"$job", location=~"$location", '
+        'instance=~"$instance"}, relay)'
     )
 
 

@@ -71,7 +71,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(ROOT / "dashboards" / "alerts.yaml")],
             "scrape_configs": [{"job_name": "smtp-canary-exporter",
-                                "static_configs": [{"targets": [found[0]]}]}],
+                                "static_configs": [{"targets": [found[0]],
+                                                    "labels": {"location": LOCATION}}]}],
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = _free_port()
@@ -126,6 +127,7 @@ def _panel_exprs() -> list[tuple[str, str]]:
     return out
 
 
+LOCATION = "demo-site"  # the target label the Helm chart's ServiceMonitor adds per location
 DEMO_RELAYS = ("demo-starttls", "demo-implicit", "demo-oauth2", "demo-wrong-password",
                "demo-wrong-tls-mode")
 
@@ -135,7 +137,8 @@ def _concrete(expr: str, relay: str) -> str:
     for name, value in (("$__rate_interval", "1m"), ("$__interval", "15s"),
                         ("$__range", "5m"), ("${__range}", "5m"), ("$relay", relay),
                         ("${relay}", relay), ("$job", ".*"), ("${job}", ".*"),
-                        ("$instance", ".*"), ("${instance}", ".*")):
+                        ("$instance", ".*"), ("${instance}", ".*"),
+                        ("$location", ".*"), ("${location}", ".*")):
         expr = expr.replace(name, value)
     return expr
 
@@ -169,3 +172,15 @@ def test_relay_down_alert_fires_for_the_misconfigured_demo_relay(prometheus: str
     down = {a["labels"]["relay"]: a for a in alerts if a["labels"]["alertname"] == "SMTPRelayDown"}
     assert set(down) == {"demo-wrong-tls-mode"}
     assert down["demo-wrong-tls-mode"]["labels"].get("reason") == "tls_mode_mismatch"
+
+
+def test_location_variable_picks_a_vantage_point(prometheus: str) -> None:
+    """With a location chosen, the dashboards' queries keep that location's series apart
+    (one canary latency line per location) and return nothing for another location."""
+    expr = next(e for p, e in _panel_exprs() if "Canary delivery latency" in p and "0.95" in e
+                and "overview" in p)
+    here = query(prometheus, _concrete(expr.replace("$location", LOCATION), "demo-starttls"))
+    assert here and all(r["metric"].get("location") == LOCATION for r in here)
+    elsewhere = query(prometheus, _concrete(expr.replace("$location", "us-east"),
+                                            "demo-starttls"))
+    assert elsewhere == []
