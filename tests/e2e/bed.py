@@ -235,6 +235,11 @@ class Exporter:
             doc: list[dict[str, Any]] = json.loads(response.read())
         return doc
 
+    def page(self) -> str:
+        """The status page (HTML)."""
+        with urllib.request.urlopen(self.url + "/", timeout=10) as response:  # noqa: S310
+            return str(response.read().decode())
+
     def wait_for(self, what: str, check: Callable[[Metrics], object],
                  timeout: float = 60) -> Metrics:
         """Scrape until ``check`` holds on a scrape, and return that scrape; fail with ``what``
