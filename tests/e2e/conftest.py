@@ -17,8 +17,8 @@ import pytest
 from tests.e2e.bed import (
     Bed,
     Exporter,
-    missing_programs,
     mint_token,
+    missing_programs,
     probe_json,
     running_exporter,
     start_bed,
@@ -27,7 +27,7 @@ from tests.e2e.bed import (
 )
 from tests.servers.tokens import TokenEndpoint, serve_tokens, token_reply
 
-WRONG_PASSWORD = "not-the-password"  # noqa: S105
+WRONG_PASSWORD = "not-the-password"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,8 +35,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "disruptive: stops daemons of the bed; runs last")
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed e2e test reports the tail of every daemon's log: they say why."""
+    outcome = yield
+    report = outcome.get_result()
+    bed = getattr(item, "funcargs", {}).get("bed")
+    if report.failed and isinstance(bed, Bed):
+        report.sections.append(("mail test bed logs", bed.logs()))
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +59,7 @@ def bed() -> Iterator[Bed]:
             pytest.fail(f"{problem}; in CI the e2e tests must run, not skip")
         pytest.skip(problem)
     started = start_bed()
-    print(f"\nmail test bed started in {started.start_seconds:.1f} s")  # noqa: T201
+    print(f"\nmail test bed started in {started.start_seconds:.1f} s")
     try:
         yield started
     finally:

@@ -47,13 +47,13 @@ def _received_headers(bed: Bed, domain: str, tag: str) -> list[str]:
         imap.select("INBOX")
         deadline = time.monotonic() + 20
         while True:
-            typ, data = imap.search(None, "HEADER", "Message-ID", message_id)
+            _typ, data = imap.search(None, "HEADER", "Message-ID", message_id)
             if data[0]:
                 break
             assert time.monotonic() < deadline, f"{message_id} not delivered\n{bed.logs()}"
             time.sleep(0.2)
         num = data[0].split()[0]
-        typ, fetched = imap.fetch(num, "(BODY.PEEK[HEADER])")
+        _typ, fetched = imap.fetch(num, "(BODY.PEEK[HEADER])")
         imap.store(num, "+FLAGS", "\\Deleted")
         imap.expunge()
     raw = fetched[0][1].decode()
