@@ -52,12 +52,14 @@ def test_postfix_stopped_mid_run(bed: Bed, exporter_env: dict[str, str],
             m = ex.wait_for("a first canary and a good probe", lambda m: (
                 _count(m, "smtp_canary_received_total", **labels) >= 1
                 and m.get("smtp_probe_success", relay="outage") == 1), timeout=40)
-            received = _count(m, "smtp_canary_received_total", **labels)
-
-            # Hold delivery at the MX, then wait until a canary is accepted and in flight.
+            # Hold delivery at the MX, then wait for a canary sent after that: it is accepted
+            # by the submission and stays queued, in flight.
             bed.stop_daemon("opendkim-verify")
+            sent = _count(ex.scrape(), "smtp_canary_sent_total", relay="outage")
             m = ex.wait_for("a canary accepted while the MX tempfails", lambda m: (
-                (m.get("smtp_canary_in_flight", **labels) or 0) >= 1), timeout=30)
+                _count(m, "smtp_canary_sent_total", relay="outage") > sent
+                and (m.get("smtp_canary_in_flight", **labels) or 0) >= 1), timeout=30)
+            received = _count(m, "smtp_canary_received_total", **labels)
             lost = _count(m, "smtp_canary_lost_total", **labels)
 
             bed.stop_daemon("postfix")
