@@ -230,11 +230,6 @@ class Exporter:
         self.last = Metrics(samples)
         return self.last
 
-    def status(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.url + "/status.json", timeout=10) as response:
-            doc: list[dict[str, Any]] = json.loads(response.read())
-        return doc
-
     def page(self) -> str:
         """The status page (HTML)."""
         with urllib.request.urlopen(self.url + "/", timeout=10) as response:

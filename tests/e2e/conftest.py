@@ -20,7 +20,6 @@ from tests.e2e.bed import (
     mint_token,
     missing_programs,
     probe_json,
-    running_exporter,
     start_bed,
     stop_bed,
     write_config,
@@ -189,13 +188,9 @@ def probe_results(main_config_file: Path, exporter_env: dict[str, str]) -> dict[
 def exporter(main_config_file: Path, exporter_env: dict[str, str],
              bed: Bed) -> Iterator[Exporter]:
     """``smtp-canary-exporter run`` with the main config, for the whole session."""
-    with running_exporter(main_config_file.parent / "run", _load(main_config_file),
-                          exporter_env) as running:
+    running = Exporter(main_config_file, exporter_env, main_config_file.parent / "exporter.log")
+    running.start()
+    try:
         yield running
-
-
-def _load(path: Path) -> dict[str, Any]:
-    import yaml
-
-    doc: dict[str, Any] = yaml.safe_load(path.read_text())
-    return doc
+    finally:
+        running.stop()

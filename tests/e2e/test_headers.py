@@ -45,18 +45,21 @@ def _received_headers(bed: Bed, domain: str, tag: str) -> list[str]:
     with imaplib.IMAP4_SSL(bed["TB_HOST"], bed.port("TB_IMAPS_PORT"), ssl_context=ctx) as imap:
         imap.login(bed["TB_USER"], bed["TB_PASSWORD"])
         imap.select("INBOX")
+        # UIDs, not sequence numbers: the exporter expunges its canaries from this mailbox
+        # meanwhile, which renumbers messages and adds untagged responses to ours.
         deadline = time.monotonic() + 20
         while True:
-            _typ, data = imap.search(None, "HEADER", "Message-ID", message_id)
+            _typ, data = imap.uid("SEARCH", "HEADER", "Message-ID", message_id)
             if data[0]:
                 break
             assert time.monotonic() < deadline, f"{message_id} not delivered\n{bed.logs()}"
             time.sleep(0.2)
-        num = data[0].split()[0]
-        _typ, fetched = imap.fetch(num, "(BODY.PEEK[HEADER])")
-        imap.store(num, "+FLAGS", "\\Deleted")
+        uid = data[0].split()[0]
+        _typ, fetched = imap.uid("FETCH", uid, "(BODY.PEEK[HEADER])")
+        imap.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
         imap.expunge()
-    raw = fetched[0][1].decode()
+    raw = next(part[1] for part in fetched
+               if isinstance(part, tuple) and b"BODY[HEADER]" in part[0]).decode()
     headers = email.message_from_string(raw).get_all("Authentication-Results") or []
     return [f"Authentication-Results: {value}" for value in headers]
 
