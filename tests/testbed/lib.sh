@@ -7,8 +7,10 @@ TB_HOST=127.0.3.1            # Postfix (submission, MX), Dovecot IMAP, the milte
 TB_DNS_IP=127.0.3.53         # Knot, port 53 (resolv.conf takes no port)
 TB_DNS_PORT=53
 TB_STRICT_HOST=127.0.0.2     # Dovecot IMAP where plaintext LOGIN is refused
-TB_SUBMISSION_PORT=10587     # STARTTLS, AUTH only after it. Neither submission port is one
-TB_SMTPS_PORT=10465          # implicit TLS.  whose TLS mode a client can infer.
+# The submission ports are not 587/465 on purpose: a client cannot infer their TLS mode, so
+# a wrong `tls:` is caught at run time (tls_mode_mismatch), not refused by the config.
+TB_SUBMISSION_PORT=10587     # STARTTLS, AUTH only after it
+TB_SMTPS_PORT=10465          # implicit TLS
 TB_MX_PORT=2525              # the receiving MX (never 25: Postfix treats it as itself)
 TB_IMAP_PORT=1143            # STARTTLS
 TB_IMAPS_PORT=1993           # implicit TLS
