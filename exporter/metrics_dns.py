@@ -89,8 +89,13 @@ def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
 
 def _add_status(status: GaugeMetricFamily, info: GaugeMetricFamily, subject: str,
                 names: tuple[str, ...], current: dict[str, CheckStatus]) -> None:
+    # A check without a result -- not run yet, or not applicable (reverse DNS and blocklists
+    # of a private address, blocklists when none are configured) -- has no series: a 0 would
+    # read as a warning or an error that nobody can fix.
     for name in names:
         now = current.get(name)
+        if now is None:
+            continue
         status.add_metric([subject, name], 1 if now is CheckStatus.OK else 0)
         for value in CheckStatus:
             info.add_metric([subject, name, value.value], 1 if now is value else 0)
