@@ -23,9 +23,11 @@ from exporter.config import RelayConfig, TLSMode
 from exporter.probes.resolve import ResolveError, resolve_host
 from exporter.probes.tlsinfo import (
     client_context,
+    offered_tls_version,
     port_sends_plain_greeting,
     port_speaks_tls,
     tls_info,
+    version_below,
 )
 from exporter.results import Phase, Reason, TLSInfo, TranscriptLine
 
@@ -265,13 +267,31 @@ class SMTPSession:
                     f"port {port} sent a plain-text greeting ({greeting[:60]}) instead of TLS",
                     hint=f"port {port} speaks plain SMTP with STARTTLS: set tls: starttls",
                 )
-        if any(k in str(text).upper() for k in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL")):
-            return self.fail(
-                Reason.TLS_HANDSHAKE_FAILED,
-                f"no common TLS version at or above {self.relay.tls_min_version}: {text}",
-                hint="the server offers only TLS older than tls_min_version: upgrade the server",
-            )
+        too_old = await self._too_old_tls(implicit=implicit)
+        if too_old is not None:
+            return too_old
         return self.fail(Reason.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {text}")
+
+    async def _too_old_tls(self, *, implicit: bool) -> ProbeError | None:
+        """After a failed handshake: does the server complete one below tls_min_version?"""
+        minimum = self.relay.tls_min_version
+        if self._addr is None or minimum == "1.0":
+            return None
+        self.note("*", "testing whether the server speaks an older TLS version")
+        offered = await offered_tls_version(
+            self._addr,
+            starttls=not implicit,
+            ehlo_name=self.relay.ehlo_name,
+            timeout=min(3.0, max(0.5, self.remaining())),
+        )
+        if offered is None or not version_below(offered, minimum):
+            self.note("*", "no older TLS version either")
+            return None
+        self.note("*", f"a {offered} handshake succeeded")
+        return self.fail(
+            Reason.TLS_VERSION_TOO_OLD,
+            f"the server offers {offered} at most; tls_min_version is {minimum}",
+        )
 
     async def _implicit_tls(
         self, loop: asyncio.AbstractEventLoop, proto: _TimedProtocol, sock: socket.socket
@@ -377,7 +397,8 @@ class SMTPSession:
         except SMTPTimeoutError:
             raise self.fail(Reason.TLS_HANDSHAKE_FAILED, "STARTTLS handshake timed out") from None
         except SMTPServerDisconnected:
-            raise self.fail(
+            self.note("*", "connection closed during the STARTTLS handshake")
+            raise await self._too_old_tls(implicit=False) or self.fail(
                 Reason.TLS_HANDSHAKE_FAILED, "connection closed during the STARTTLS handshake"
             ) from None
         except (ssl.SSLError, OSError) as exc:
