@@ -22,6 +22,7 @@ from exporter.metrics import ExporterCollector
 from exporter.scheduler import ProbeFn, Scheduler
 from exporter.store import RelayInfo, ResultStore
 from exporter.web import WebServer
+from exporter.webguard import WebGuard
 
 __all__ = ["App", "relay_infos"]
 
@@ -57,8 +58,10 @@ class App:
         registry: CollectorRegistry | None = None,
         environ: Mapping[str, str] | None = None,
         probe: ProbeFn | None = None,
+        web_config: str | None = None,
     ) -> None:
         self.config_path = config_path
+        self.web_config = web_config
         self.listen = listen
         self.environ = environ
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -94,6 +97,7 @@ class App:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        guard = await asyncio.to_thread(WebGuard, self.web_config)
         self._adopt(await asyncio.to_thread(self._load))
         self.registry.register(
             ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
@@ -110,13 +114,15 @@ class App:
             ready=lambda: self.config is not None and not self._stopping.is_set(),
             canaries=self.canary_store.snapshot,
             dns=self.dns_store.snapshot,
+            guard=guard,
         )
         self.web.start()
         assert self.config is not None
         log.info(
             "exporter started",
             extra={"listen": f"{self.listen[0] or '*'}:{self.web.port}",
-                   "relays": len(self.config.relays)},
+                   "relays": len(self.config.relays), "scheme": self.web.scheme,
+                   "basic_auth": bool(guard.config().users)},
         )
 
     async def reload(self) -> tuple[bool, str]:

@@ -35,6 +35,12 @@ def _add_common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
                    default="logfmt")
 
 
+def _add_web_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--web.config.file", dest="web_config", default=None, metavar="FILE",
+                   help="TLS, client certificates and basic auth for the HTTP endpoints, in "
+                        "the Prometheus exporter-toolkit format")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smtp-canary-exporter",
@@ -47,9 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(run)
     run.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
                      metavar="HOST:PORT", help=f"where to serve (default: :{DEFAULT_PORT})")
+    _add_web_config(run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     _add_common(check)
+    _add_web_config(check)
 
     probe = sub.add_parser("probe", help="probe relays once and print the results")
     _add_common(probe)
@@ -69,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"where to serve (default: 127.0.0.1:{DEFAULT_PORT})")
     demo.add_argument("--demo.interval", dest="interval", default="10s",
                       help="how often the demo relays are probed (default: 10s)")
+    _add_web_config(demo)
     return parser
 
 
@@ -87,8 +96,20 @@ def _load_or_report(path: str) -> Config | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config_file)
+    web_ok = True
+    if args.web_config:
+        from exporter.webconfig import load_web_config
+
+        try:
+            load_web_config(args.web_config)
+        except ConfigError as exc:
+            _print_problems(exc)
+            print(f"{args.web_config}: invalid", file=sys.stderr)
+            web_ok = False
     if config is None:
         print(f"{args.config_file}: invalid", file=sys.stderr)
+        return 1
+    if not web_ok:
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -137,10 +158,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if all(r.success for r in results) else 1
 
 
-async def _serve(app_path: str, listen: tuple[str, int]) -> int:
+async def _serve(app_path: str, listen: tuple[str, int], web_config: str | None) -> int:
     from exporter.app import App
 
-    app = App(app_path, listen=listen)
+    app = App(app_path, listen=listen, web_config=web_config)
     try:
         await app.start()
     except ConfigError as exc:
@@ -161,13 +182,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(args.config_file, listen))
+        return asyncio.run(_serve(args.config_file, listen, args.web_config))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
-async def _demo(listen: tuple[str, int], interval: float) -> int:
+async def _demo(listen: tuple[str, int], interval: float, web_config: str | None) -> int:
     import secrets as pysecrets
 
     from exporter.app import App
@@ -187,7 +208,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
         os.environ[IMAP_PASSWORD_ENV] = relay.imap_password
         config_path = Path(tmp) / "config.yaml"
         write_demo_config(relay, config_path, interval=interval)
-        app = App(str(config_path), listen=listen)
+        app = App(str(config_path), listen=listen, web_config=web_config)
         try:
             await app.start()
         except ConfigError as exc:
@@ -196,7 +217,7 @@ async def _demo(listen: tuple[str, int], interval: float) -> int:
         assert app.web is not None
         host = listen[0] if listen[0] not in ("", "::", "0.0.0.0") else "127.0.0.1"  # noqa: S104
         host = f"[{host}]" if ":" in host else host
-        base = f"http://{host}:{app.web.port}"
+        base = f"{app.web.scheme}://{host}:{app.web.port}"
         print(f"demo relay: STARTTLS on 127.0.0.1:{relay.starttls_port}, implicit TLS on "
               f"127.0.0.1:{relay.implicit_port}", flush=True)
         print(f"demo IMAP:  implicit TLS on 127.0.0.1:{relay.imap.imaps_port}", flush=True)
@@ -229,7 +250,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("error: --demo.interval: use at least 1s", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_demo(listen, interval))
+        return asyncio.run(_demo(listen, interval, args.web_config))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
               "choose another with --web.listen-address", file=sys.stderr)
