@@ -55,7 +55,7 @@ class ProbeError(Exception):
         reply: str | None = None,
         hint: str | None = None,
     ) -> None:
-        detail = " ".join(detail.split())[:500]  # one line, whatever the server sent
+        detail = _printable(" ".join(detail.split())[:500])  # one line, whatever was sent
         super().__init__(f"{phase}: {reason}: {detail}")
         self.phase = phase
         self.reason = reason
@@ -118,8 +118,14 @@ def _continued(line: bytes) -> bool:
     return True
 
 
+def _printable(text: str) -> str:
+    """Server text as valid Unicode: bytes that were not UTF-8 (kept by aiosmtplib as lone
+    surrogates, which no page, log or JSON encoder accepts) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _reply_text(resp: SMTPResponse) -> str:
-    return f"{resp.code} {' '.join(resp.message.splitlines())}"[:500]
+    return _printable(f"{resp.code} {' '.join(resp.message.splitlines())}"[:500])
 
 
 def _status_reason(code: int) -> Reason:
@@ -163,7 +169,8 @@ class SMTPSession:
 
     def note(self, direction: str, text: str) -> None:
         """Append a transcript line; very long conversations keep their head and tail."""
-        line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction, text[:1000])
+        line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction,
+                              _printable(text[:1000]))
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._omitted += 1
             self.transcript[-1] = TranscriptLine(
