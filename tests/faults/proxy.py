@@ -14,7 +14,7 @@ from typing import Literal
 
 from tests.servers.loop import ServerLoop
 
-Action = Literal["reset", "hang", "slow", "delay", "replace"]
+Action = Literal["pass", "reset", "hang", "slow", "delay", "replace"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,18 @@ class FaultProxy:
         self.server = loop.run(start())
         self.port = int(self.server.sockets[0].getsockname()[1])
 
+    def drop(self) -> int:
+        """Reset every live connection (the server vanished mid-session); new ones still
+        connect. Returns how many were dropped."""
+
+        async def reset_all() -> int:
+            writers = list(self._writers)
+            for writer in writers:
+                _reset(writer)
+            return len(writers)
+
+        return self.loop.run(reset_all())
+
     def close(self) -> None:
         """Stop listening and drop every connection."""
 
@@ -111,7 +123,8 @@ class FaultProxy:
         while data := await reader.read(65536):
             if conn.fired and fault.action == "hang":
                 continue  # swallowed: the server never hears from the client again
-            if fault.on == "client" and conn.replied.is_set() and not conn.fired:
+            if (fault.on == "client" and conn.replied.is_set() and not conn.fired
+                    and fault.action != "pass"):
                 conn.fired = True
                 await self._act_on_client(conn)
                 if fault.action != "delay":
@@ -137,7 +150,7 @@ class FaultProxy:
         while data := await reader.read(65536):
             if conn.fired and fault.action == "hang":
                 continue
-            if conn.armed and not conn.fired and fault.on == "reply":
+            if conn.armed and not conn.fired and fault.on == "reply" and fault.action != "pass":
                 conn.fired = True
                 await self._act_on_reply(conn, data, writer)
             else:
