@@ -157,6 +157,7 @@ class SMTPSession:
         self._addr: tuple[str, int] | None = None
         self._omitted = 0
         self.handed_over = False
+        self._concealed: list[str] = []
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -167,10 +168,21 @@ class SMTPSession:
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.perf_counter())
 
+    def conceal(self, *values: str) -> None:
+        """Never show these (a password, its base64 forms, a token), even when the server
+        echoes them back in a reply."""
+        self._concealed.extend(v for v in values if len(v) >= 4)
+        self._concealed.sort(key=len, reverse=True)
+
+    def _scrub(self, text: str) -> str:
+        for value in self._concealed:
+            text = text.replace(value, "***")
+        return text
+
     def note(self, direction: str, text: str) -> None:
         """Append a transcript line; very long conversations keep their head and tail."""
         line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction,
-                              _printable(text[:1000]))
+                              self._scrub(_printable(text[:1000])))
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._omitted += 1
             self.transcript[-1] = TranscriptLine(
@@ -180,7 +192,7 @@ class SMTPSession:
         self.transcript.append(line)
 
     def _record_reply(self, resp: SMTPResponse) -> None:
-        self.last_reply = _reply_text(resp)
+        self.last_reply = self._scrub(_reply_text(resp))
         lines = resp.message.splitlines() or [""]
         for i, text in enumerate(lines):
             sep = " " if i == len(lines) - 1 else "-"
@@ -192,7 +204,8 @@ class SMTPSession:
         return self._proto
 
     def fail(self, reason: Reason, detail: str, *, hint: str | None = None) -> ProbeError:
-        return ProbeError(self.phase, reason, detail, reply=self.last_reply, hint=hint)
+        return ProbeError(self.phase, reason, self._scrub(detail), reply=self.last_reply,
+                          hint=hint)
 
     # -- commands ----------------------------------------------------------------------------
 
