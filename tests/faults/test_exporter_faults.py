@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ import yaml
 from exporter.app import App
 from exporter.probes.dns import DNSResolver, check_domain
 from exporter.probes.smtp import probe_relay
-from exporter.results import CheckStatus, Phase, Reason
+from exporter.results import CheckStatus, Phase, Reason, RelayResult
 from tests.conftest import ENV, make_relay
 from tests.faults.leaks import count, settled
 from tests.helpers import eventually, http, value
@@ -246,3 +247,31 @@ async def test_200_relays_half_hanging_the_healthy_half_keeps_its_schedule(
     assert sum(1 for v in hanging.values() if v.probes) >= 90
     after = await settled(before)
     assert after.fds <= before.fds and after.threads <= before.threads, (before, after)
+
+
+# -- stopping while a cancellation is swallowed ------------------------------------------------
+
+
+async def test_stop_ends_a_probe_that_swallowed_its_cancellation(tmp_path: Path) -> None:
+    """A probe that swallows the cancel, as asyncio.wait_for does in Python 3.11 when the
+    server's reply arrives at the same moment, does not keep the exporter from stopping (it
+    hung forever: the loop went on to sleep until its next run)."""
+    started = asyncio.Event()
+
+    async def swallowing_probe(relay: Any, **_: Any) -> RelayResult:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.5)
+        return RelayResult(relay=relay.name, success=True, started_at=time.time(),
+                           duration=0.5)
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"relays": [
+        {"name": "r", "host": "127.0.0.1", "port": 25, "tls": "none", "interval": "1s",
+         "timeout": "900ms"}]}))
+    app = App(str(path), listen=("127.0.0.1", 0), environ=ENV, probe=swallowing_probe)
+    await app.start()
+    await asyncio.wait_for(started.wait(), 5)
+    start = time.monotonic()
+    await asyncio.wait_for(app.stop(), 10)
+    assert time.monotonic() - start < 3
