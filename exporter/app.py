@@ -23,6 +23,7 @@ from exporter.metrics import ExporterCollector
 from exporter.scheduler import ProbeFn, Scheduler
 from exporter.store import RelayInfo, ResultStore
 from exporter.web import WebServer
+from exporter.webguard import WebGuard
 
 __all__ = ["App", "relay_infos"]
 
@@ -59,9 +60,11 @@ class App:
         environ: Mapping[str, str] | None = None,
         probe: ProbeFn | None = None,
         location: str = "",
+        web_config: str | None = None,
     ) -> None:
         self.config_path = config_path
         self.location = location
+        self.web_config = web_config
         self.listen = listen
         self.environ = environ
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -100,6 +103,7 @@ class App:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        guard = await asyncio.to_thread(WebGuard, self.web_config)
         self._adopt(await asyncio.to_thread(self._load))
         self.registry.register(
             ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
@@ -116,6 +120,7 @@ class App:
             ready=lambda: self.config is not None and not self._stopping.is_set(),
             canaries=self.canary_store.snapshot,
             dns=self.dns_store.snapshot,
+            guard=guard,
         )
         self.web.start()
         assert self.config is not None
@@ -123,7 +128,8 @@ class App:
             "exporter started",
             extra={"listen": f"{self.listen[0] or '*'}:{self.web.port}",
                    "relays": len(self.config.relays), "instance": self.config.instance,
-                   "location": self.config.location or "-"},
+                   "location": self.config.location or "-", "scheme": self.web.scheme,
+                   "basic_auth": bool(guard.config().users)},
         )
 
     async def reload(self) -> tuple[bool, str]:

@@ -18,7 +18,7 @@ from exporter.parsing.spamheaders import spam_scores
 from exporter.probes.canary import new_token, send_canary
 from exporter.probes.imap import MailboxStatus, MailboxWatcher
 from exporter.results import Arrival, CanarySent
-from exporter.scheduler import FIRST_SPREAD, run_every, token_source_for
+from exporter.scheduler import FIRST_SPREAD, cancel_and_wait, run_every, token_source_for
 
 __all__ = ["CanaryManager"]
 
@@ -126,9 +126,7 @@ class CanaryManager:
         tasks = [s.task for s in self._senders.values()]
         if self._expiry is not None:
             tasks.append(self._expiry)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         self._senders.clear()
         watchers = [w for _, w in self._watchers.values()]
         self._watchers.clear()

@@ -61,6 +61,12 @@ def _location_or_report(value: str) -> str | None:
         return None
 
 
+def _add_web_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--web.config.file", dest="web_config", default=None, metavar="FILE",
+                   help="TLS, client certificates and basic auth for the HTTP endpoints, in "
+                        "the Prometheus exporter-toolkit format")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smtp-canary-exporter",
@@ -74,9 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
                      metavar="HOST:PORT", help=f"where to serve (default: :{DEFAULT_PORT})")
     _add_location(run)
+    _add_web_config(run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     _add_common(check)
+    _add_web_config(check)
 
     probe = sub.add_parser("probe", help="probe relays once and print the results")
     _add_common(probe)
@@ -97,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--demo.interval", dest="interval", default="10s",
                       help="how often the demo relays are probed (default: 10s)")
     _add_location(demo)
+    _add_web_config(demo)
     return parser
 
 
@@ -115,8 +124,20 @@ def _load_or_report(path: str) -> Config | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config_file)
+    web_ok = True
+    if args.web_config:
+        from exporter.webconfig import load_web_config
+
+        try:
+            load_web_config(args.web_config)
+        except ConfigError as exc:
+            _print_problems(exc)
+            print(f"{args.web_config}: invalid", file=sys.stderr)
+            web_ok = False
     if config is None:
         print(f"{args.config_file}: invalid", file=sys.stderr)
+        return 1
+    if not web_ok:
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -165,10 +186,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if all(r.success for r in results) else 1
 
 
-async def _serve(app_path: str, listen: tuple[str, int], location: str) -> int:
+async def _serve(app_path: str, listen: tuple[str, int], location: str,
+                 web_config: str | None) -> int:
     from exporter.app import App
 
-    app = App(app_path, listen=listen, location=location)
+    app = App(app_path, listen=listen, location=location, web_config=web_config)
     try:
         await app.start()
     except ConfigError as exc:
@@ -192,13 +214,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if location is None:
         return 2
     try:
-        return asyncio.run(_serve(args.config_file, listen, location))
+        return asyncio.run(_serve(args.config_file, listen, location, args.web_config))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
-async def _demo(listen: tuple[str, int], interval: float, location: str) -> int:
+async def _demo(listen: tuple[str, int], interval: float, location: str,
+                web_config: str | None) -> int:
     import secrets as pysecrets
 
     from exporter.app import App
@@ -220,7 +243,8 @@ async def _demo(listen: tuple[str, int], interval: float, location: str) -> int:
         os.environ[REFRESH_TOKEN_ENV] = relay.tokens.refresh_token
         config_path = Path(tmp) / "config.yaml"
         write_demo_config(relay, config_path, interval=interval)
-        app = App(str(config_path), listen=listen, location=location)
+        app = App(str(config_path), listen=listen, location=location,
+                  web_config=web_config)
         try:
             await app.start()
         except ConfigError as exc:
@@ -229,7 +253,7 @@ async def _demo(listen: tuple[str, int], interval: float, location: str) -> int:
         assert app.web is not None
         host = listen[0] if listen[0] not in ("", "::", "0.0.0.0") else "127.0.0.1"  # noqa: S104
         host = f"[{host}]" if ":" in host else host
-        base = f"http://{host}:{app.web.port}"
+        base = f"{app.web.scheme}://{host}:{app.web.port}"
         print(f"demo relay: STARTTLS on 127.0.0.1:{relay.starttls_port}, implicit TLS on "
               f"127.0.0.1:{relay.implicit_port}", flush=True)
         print(f"demo IMAP:  implicit TLS on 127.0.0.1:{relay.imap.imaps_port}", flush=True)
@@ -266,7 +290,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if location is None:
         return 2
     try:
-        return asyncio.run(_demo(listen, interval, location))
+        return asyncio.run(_demo(listen, interval, location, args.web_config))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
               "choose another with --web.listen-address", file=sys.stderr)

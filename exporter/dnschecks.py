@@ -12,7 +12,7 @@ from exporter.config import Config, DomainConfig, check_domains
 from exporter.dnsstore import DNSStore
 from exporter.probes.dns import DNSResolver, check_domain, check_relay_host
 from exporter.results import CheckStatus, DomainReport, RelayDNSReport
-from exporter.scheduler import FIRST_SPREAD, run_every
+from exporter.scheduler import FIRST_SPREAD, cancel_and_wait, run_every
 
 __all__ = ["DNSManager", "checkable", "log_changes"]
 
@@ -87,9 +87,7 @@ class DNSManager:
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
     async def _domain_loop(self, domain: DomainConfig, interval: float) -> None:
         previous: DomainReport | None = None

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     GREETING_TIMEOUT = "greeting_timeout"
     TLS_MODE_MISMATCH = "tls_mode_mismatch"
     TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    TLS_VERSION_TOO_OLD = "tls_version_too_old"
     TLS_CERT_INVALID = "tls_cert_invalid"
     STARTTLS_UNSUPPORTED = "starttls_unsupported"
     AUTH_UNSUPPORTED = "auth_unsupported"
@@ -66,7 +67,12 @@ HINTS: dict[Reason, str] = {
     Reason.GREETING_TIMEOUT: "connected, but the server never sent its 220 greeting",
     Reason.TLS_MODE_MISMATCH: "the port speaks another TLS mode than configured",
     Reason.TLS_HANDSHAKE_FAILED: (
-        "the TLS handshake failed: check tls_min_version and the server's TLS setup"
+        "the TLS handshake failed: check the server's TLS setup (protocols, ciphers, "
+        "certificate)"
+    ),
+    Reason.TLS_VERSION_TOO_OLD: (
+        "the server offers only TLS older than tls_min_version: upgrade its TLS; "
+        "lower tls_min_version for this relay only if you accept the risk"
     ),
     Reason.TLS_CERT_INVALID: (
         "the server certificate did not verify: fix it, set ca_file for a private CA, "

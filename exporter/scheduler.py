@@ -6,8 +6,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.config import AuthConfig, AuthMechanism, Config, RelayConfig
 from exporter.oauth2 import RefreshingTokenSource, StaticTokenSource, TokenSource
@@ -15,7 +16,7 @@ from exporter.probes.smtp import probe_relay
 from exporter.results import HINTS, Reason, RelayResult
 from exporter.store import ResultStore
 
-__all__ = ["ProbeFn", "Scheduler", "run_every", "token_source_for"]
+__all__ = ["ProbeFn", "Scheduler", "cancel_and_wait", "run_every", "token_source_for"]
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,29 @@ async def run_every(
             await run()
         except Exception:
             log.exception(f"{what} crashed")
+        _stop_if_cancelled()
         due += interval * (1 + random.uniform(-JITTER, JITTER))
         if due < loop.time():  # fell behind (a long run, a suspended host): skip, not burst
             due = loop.time() + interval
+
+
+def _stop_if_cancelled() -> None:
+    """End a loop whose cancellation was swallowed on the way (Python 3.11's asyncio.wait_for
+    drops a cancel that arrives together with the awaited reply): without this, the loop
+    would sleep to its next run and a stop or reload would wait for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended, cancelling again any that swallowed
+    its cancellation."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
 
 
 def token_source_for(auth: AuthConfig, *, ca_file: str | None = None) -> TokenSource | None:
@@ -119,9 +140,7 @@ class Scheduler:
     async def stop(self) -> None:
         tasks = [job.task for job in self._jobs.values()]
         self._jobs.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
     async def _loop(self, relay: RelayConfig, tokens: TokenSource | None) -> None:
         previous: RelayResult | None = None
@@ -130,6 +149,7 @@ class Scheduler:
             nonlocal previous
             async with self._sem:
                 result = await self._run(relay, tokens)
+            _stop_if_cancelled()  # removed or changed by a reload while it ran
             self._store.record(result)
             _log_result(result, previous)
             previous = result

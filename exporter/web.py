@@ -19,6 +19,7 @@ from exporter.dnsstore import DNSSnapshot
 from exporter.report import result_to_dict
 from exporter.statuspage import render_status_page
 from exporter.store import Snapshot
+from exporter.webguard import WebGuard
 
 __all__ = ["WebServer", "parse_listen_address"]
 
@@ -39,6 +40,21 @@ class _Server4(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     address_family = socket.AF_INET
+    guard: WebGuard | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake happens here, in the connection's own thread."""
+        guard = self.guard
+        if guard is None or not guard.tls:
+            super().finish_request(request, client_address)
+            return
+        wrapped = guard.wrap(request)
+        if wrapped is None:
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
 
 
 class _Server6(_Server4):
@@ -74,13 +90,20 @@ class WebServer:
         ready: Callable[[], bool],
         canaries: Callable[[], CanarySnapshot] | None = None,
         dns: Callable[[], DNSSnapshot] | None = None,
+        guard: WebGuard | None = None,
     ) -> None:
         host, port = address
-        handler = _make_handler(registry, snapshot, reload, ready, canaries, dns)
+        self.guard = guard or WebGuard(None)
+        handler = _make_handler(registry, snapshot, reload, ready, canaries, dns, self.guard)
         self._httpd = _server_for(host, port, handler)
+        self._httpd.guard = self.guard
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="http", daemon=True
         )
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.guard.tls else "http"
 
     @property
     def port(self) -> int:
@@ -101,10 +124,22 @@ def _make_handler(
     ready: Callable[[], bool],
     canaries: Callable[[], CanarySnapshot] | None,
     dns: Callable[[], DNSSnapshot] | None,
+    guard: WebGuard,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "smtp-canary-exporter"
         protocol_version = "HTTP/1.1"
+        timeout = 60  # an idle or trickling client frees its thread after this
+
+        def _admitted(self) -> bool:
+            """Rate limit and basic auth from the web config; answers 429 or 401 itself."""
+            status = guard.admit(self.headers.get("Authorization"))
+            if status == 429:
+                self._text(429, "Too many requests.\n")
+            elif status == 401:
+                self._text(401, "Unauthorized.\n",
+                           WWW_Authenticate='Basic realm="smtp-canary-exporter"')
+            return status == 200
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http %s", format % args)
@@ -116,6 +151,8 @@ def _make_handler(
             self.send_header("Cache-Control", "no-store")
             for key, value in headers.items():
                 self.send_header(key.replace("_", "-"), value)
+            for key, value in guard.headers():
+                self.send_header(key, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -124,6 +161,8 @@ def _make_handler(
             self._send(status, text.encode("utf-8"), "text/plain; charset=utf-8", **headers)
 
         def do_GET(self) -> None:
+            if not self._admitted():
+                return
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._metrics()
@@ -154,6 +193,8 @@ def _make_handler(
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(min(length, 65536))
+            if not self._admitted():
+                return
             if self.path.split("?", 1)[0] != "/-/reload":
                 self._text(405, "Only /-/reload accepts POST.\n")
                 return

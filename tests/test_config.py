@@ -47,7 +47,8 @@ NO_AUTHSERV_IDS = (
 UNUSED_MAILBOX = "no relay sends canaries here; add it to a relay's canary.to or remove it"
 REASONS = (
     "dns_error, connect_refused, connect_timeout, greeting_timeout, tls_mode_mismatch, "
-    "tls_handshake_failed, tls_cert_invalid, starttls_unsupported, auth_unsupported, "
+    "tls_handshake_failed, tls_version_too_old, tls_cert_invalid, starttls_unsupported, "
+    "auth_unsupported, "
     "auth_failed, rejected_temporary, rejected_permanent, protocol_error or timeout"
 )
 

@@ -252,3 +252,32 @@ async def test_xoauth2_refresh_through_a_token_endpoint(
     assert endpoint.forms[0]["grant_type"] == "refresh_token"
     assert relay.recorder.seen_auth.count("XOAUTH2") >= 2
     assert TOKEN not in text
+
+
+async def test_tls_verify_false_is_warned_at_start_and_on_the_status_page(
+    running: Any, server_loop: ServerLoop, self_signed_ctx: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A relay with tls_verify: false is named in a start-up warning and marked on the status
+    page and in smtp_relay_info; a verifying relay is not."""
+    relay = start_relay(server_loop, ctx=self_signed_ctx, implicit=True)
+    caplog.set_level("WARNING", logger="exporter.app")
+    _, base = await running(
+        {"name": "unverified", "port": relay.port, "tls": "implicit", "tls_verify": False,
+         "interval": "1h"},
+        {"name": "verified", "port": relay.port, "tls": "implicit", "interval": "1h"},
+    )
+    warned = [r for r in caplog.records if r.getMessage() == "config warning"]
+    problems = [str(getattr(r, "problem", "")) for r in warned]
+    assert any(p.startswith("relays[0].tls_verify: certificate verification is off")
+               for p in problems), problems
+    assert not any(p.startswith("relays[1]") for p in problems)
+    page = (await get(base + "/"))[1]
+    row = page[page.index("<b>unverified</b>"):page.index("<b>verified</b>")]
+    assert "tls_verify off" in row
+    assert "tls_verify off" not in page[page.index("<b>verified</b>"):]
+    assert "certificate verification is off for this relay" in page
+    text = (await get(base + "/metrics"))[1]
+    infos = {dict(labels)["relay"]: dict(labels)["tls_verify"]
+             for (name, labels) in samples(text) if name == "smtp_relay_info"}
+    assert infos == {"unverified": "false", "verified": "true"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
+import warnings
 
 import pytest
 import trustme
@@ -94,19 +95,63 @@ async def test_tls_client_on_plain_port_is_mode_mismatch(
     assert result.detail is not None and "220" in result.detail
 
 
-async def test_tls_handshake_failed_below_minimum_version(
-    server_loop: ServerLoop, good_cert: trustme.LeafCert
-) -> None:
-    """A server that offers only TLS 1.1 fails the default tls_min_version 1.2."""
+def _old_tls_ctx(cert: trustme.LeafCert, newest: ssl.TLSVersion) -> ssl.SSLContext:
+    """A server context that speaks TLS 1.0 up to ``newest`` only."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    ctx.minimum_version = ssl.TLSVersion.TLSv1
-    good_cert.configure_cert(ctx)
-    port = start_scripted(server_loop, greeting_then(b"220 old.example.test\r\n"), ctx=ctx)
-    result = await probe_relay(make_relay(port=port, tls="implicit", tls_verify=False))
-    assert result.reason is Reason.TLS_HANDSHAKE_FAILED
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL refuses TLS < 1.2 at its default level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = newest
+    cert.configure_cert(ctx)
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("newest", "minimum", "offered"),
+    [
+        (ssl.TLSVersion.TLSv1, None, "TLSv1"),
+        (ssl.TLSVersion.TLSv1_1, None, "TLSv1.1"),
+        (ssl.TLSVersion.TLSv1_2, "1.3", "TLSv1.2"),
+    ],
+    ids=["tls1.0-vs-default", "tls1.1-vs-default", "tls1.2-vs-1.3"],
+)
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit"])
+async def test_server_below_minimum_tls_version_is_tls_version_too_old(
+    server_loop: ServerLoop, good_cert: trustme.LeafCert, ca_file: str,
+    newest: ssl.TLSVersion, minimum: str | None, offered: str, implicit: bool,
+) -> None:
+    """A relay that offers only TLS older than tls_min_version (default 1.2) fails with
+    tls_version_too_old, naming the version it offers; no credentials are sent."""
+    relay = start_relay(server_loop, ctx=_old_tls_ctx(good_cert, newest), implicit=implicit)
+    keys = {} if minimum is None else {"tls_min_version": minimum}
+    result = await probe_relay(make_relay(
+        port=relay.port, tls="implicit" if implicit else "starttls", ca_file=ca_file,
+        auth=auth("plain"), **keys,
+    ))
+    assert result.reason is Reason.TLS_VERSION_TOO_OLD
     assert result.failed_phase is Phase.TLS
+    assert result.detail == (
+        f"the server offers {offered} at most; tls_min_version is {minimum or '1.2'}"
+    )
+    assert result.hint is not None and "tls_min_version" in result.hint
+    assert relay.recorder.seen_auth == []
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit"])
+async def test_lowered_tls_min_version_accepts_an_old_server(
+    server_loop: ServerLoop, good_cert: trustme.LeafCert, ca_file: str, implicit: bool,
+) -> None:
+    """tls_min_version: "1.1" on that relay lets the same TLS 1.1 server pass, reported as 1.1."""
+    relay = start_relay(server_loop, ctx=_old_tls_ctx(good_cert, ssl.TLSVersion.TLSv1_1),
+                        implicit=implicit)
+    result = await probe_relay(make_relay(
+        port=relay.port, tls="implicit" if implicit else "starttls", ca_file=ca_file,
+        tls_min_version="1.1", auth=auth("plain"),
+    ))
+    assert result.success, result
+    assert result.tls is not None and result.tls.version == "TLSv1.1"
+    assert result.tls.verified is True
 
 
 async def test_tls_handshake_failed_on_garbage(server_loop: ServerLoop) -> None:

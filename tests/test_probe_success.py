@@ -162,6 +162,26 @@ async def test_credentials_never_cross_an_unencrypted_connection(
     assert PASSWORD not in str(result)
 
 
+async def test_plaintext_auth_only_with_tls_none_and_the_opt_in(
+    server_loop: ServerLoop,
+) -> None:
+    """tls: none with allow_plaintext_auth: true logs in over plain text (redacted in the
+    transcript); the same relay without the opt-in is refused by the config loader."""
+    from exporter.config import ConfigError
+
+    relay = start_relay(server_loop, ctx=None, starttls=False, auth_require_tls=False)
+    result = await probe_relay(make_relay(
+        port=relay.port, tls="none", allow_plaintext_auth=True, auth=auth("plain"),
+    ))
+    assert result.success, result
+    assert result.tls is None
+    assert relay.recorder.seen_auth == ["PLAIN"]
+    assert any(t.text == "AUTH PLAIN ***" for t in result.transcript)
+    assert PASSWORD not in str(result)
+    with pytest.raises(ConfigError, match="allow_plaintext_auth: true"):
+        make_relay(port=relay.port, tls="none", auth=auth("plain"))
+
+
 async def test_auth_only_after_starttls_satisfies_the_negative_check(
     server_loop: ServerLoop, server_ctx: ssl.SSLContext,
 ) -> None:

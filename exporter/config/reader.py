@@ -110,7 +110,7 @@ def check_keys(
     for key in mapping:
         if key in valid:
             continue
-        where = join(path, key)
+        where = join(path, key or '""')  # an empty key still gets a visible path
         if special and key in special:
             problems.error(where, special[key])
             continue

@@ -23,7 +23,15 @@ def read_yaml(text: str, source: str) -> tuple[object, tuple[str, ...]]:
 
     Raise ConfigError naming ``source`` and the line when the text is not valid YAML.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        # The reader checks every character before parsing starts (control characters).
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError([Problem(
+            source, f"invalid YAML at line {line}: character #x{exc.character:04x} is not "
+            "allowed in YAML; remove it"
+        )]) from None
     try:
         return loader.load_document()
     except yaml.MarkedYAMLError as exc:

@@ -213,6 +213,10 @@ class MailboxWatcher:
             configured.append((label, junk))
         if "inbox" not in labels and "INBOX" not in names:
             configured.insert(0, ("inbox", "INBOX"))
+        # The inbox first, whatever order the config lists folders in: IDLE watches it, and
+        # a folder listed before it (archive: Archive) must not take its place.
+        configured.sort(key=lambda f: 0 if f[0] == "inbox" else 1 if f[1].upper() == "INBOX"
+                        else 2)
         self.folders = tuple(configured)
 
     def _watch(self, client: IMAPClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 
 import dns.asyncresolver
@@ -62,19 +63,25 @@ async def _resolve_dnspython(
     resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
     resolver.lifetime = timeout
     resolver.timeout = timeout
+    # A and AAAA at once, so both fit in one timeout (one after the other, a silent
+    # nameserver took twice the probe's budget and the probe ended as a plain timeout).
+    answers = await asyncio.gather(
+        *(resolver.resolve(host, rdtype, search=False) for rdtype in ("A", "AAAA")),
+        return_exceptions=True,
+    )
     addrs: list[str] = []
     errors: list[str] = []
-    for rdtype in ("A", "AAAA"):
-        try:
-            answer = await resolver.resolve(host, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            raise ResolveError(f"{host}: no such domain (NXDOMAIN)") from None
-        except dns.resolver.NoAnswer:
+    for answer in answers:
+        if isinstance(answer, dns.resolver.NXDOMAIN):
+            raise ResolveError(f"{host}: no such domain (NXDOMAIN)")
+        if isinstance(answer, dns.resolver.NoAnswer):
             continue
-        except dns.resolver.NoNameservers:
-            errors.append("SERVFAIL from every nameserver")
-        except dns.exception.Timeout:
-            errors.append(f"no answer within {timeout:g}s")
+        if isinstance(answer, dns.resolver.NoNameservers):
+            errors.append(_no_nameservers(answer))
+        elif isinstance(answer, dns.exception.Timeout):
+            errors.append(f"no answer within {timeout:.3g}s")
+        elif isinstance(answer, BaseException):
+            errors.append(f"{type(answer).__name__}: {answer}")
         else:
             addrs.extend(r.to_text() for r in answer)
     if addrs:
@@ -82,3 +89,18 @@ async def _resolve_dnspython(
     if errors:
         raise ResolveError(f"{host}: {errors[0]}")
     raise ResolveError(f"{host}: no A or AAAA record")
+
+
+def _no_nameservers(exc: dns.resolver.NoNameservers) -> str:
+    """Why no nameserver answered: SERVFAIL, or a truncated answer whose TCP retry failed."""
+    tried = exc.kwargs.get("errors") or []
+    problems = [str(error) for _, _, _, error, _ in tried]
+    if any(p == "SERVFAIL" for p in problems):
+        return "SERVFAIL from every nameserver"
+    truncated = any(type(error).__name__ == "Truncated" for _, _, _, error, _ in tried)
+    tcp = [error for _, over_tcp, _, error, _ in tried if over_tcp]
+    if truncated and tcp:
+        last = tcp[-1]
+        why = os.strerror(last.errno) if isinstance(last, OSError) and last.errno else last
+        return f"truncated answer over UDP, and the retry over TCP failed ({why})"
+    return "no nameserver answered: " + "; ".join(dict.fromkeys(problems))[:200]

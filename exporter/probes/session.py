@@ -16,16 +16,22 @@ from aiosmtplib.errors import (
     SMTPTimeoutError,
 )
 from aiosmtplib.esmtp import parse_esmtp_extensions
-from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
+from aiosmtplib.protocol import (
+    MAX_RESPONSE_LENGTH,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
 from aiosmtplib.response import SMTPResponse
 
 from exporter.config import RelayConfig, TLSMode
 from exporter.probes.resolve import ResolveError, resolve_host
 from exporter.probes.tlsinfo import (
     client_context,
+    offered_tls_version,
     port_sends_plain_greeting,
     port_speaks_tls,
     tls_info,
+    version_below,
 )
 from exporter.results import Phase, Reason, TLSInfo, TranscriptLine
 
@@ -49,6 +55,7 @@ class ProbeError(Exception):
         reply: str | None = None,
         hint: str | None = None,
     ) -> None:
+        detail = _printable(" ".join(detail.split())[:500])  # one line, whatever was sent
         super().__init__(f"{phase}: {reason}: {detail}")
         self.phase = phase
         self.reason = reason
@@ -74,13 +81,51 @@ class _TimedProtocol(SMTPProtocol):
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
         waiter = self._response_waiter
+        if (
+            waiter is not None
+            and not waiter.done()
+            and getattr(self, "_response_pending", True)
+            and len(self._buffer) + len(data) <= MAX_RESPONSE_LENGTH
+            and not self._may_end_reply(data)
+        ):
+            # aiosmtplib parses the whole buffer again for every chunk that ends a line, which
+            # is quadratic for a long multi-line reply that arrives a line at a time (a
+            # 1,000-line EHLO blocked the event loop for 0.4 s); a chunk of "250-" lines only
+            # is buffered without parsing.
+            self._buffer.extend(data)
+            return
         super().data_received(data)
         if waiter is not None and waiter.done():
             self.reply_at = now
 
+    def _may_end_reply(self, data: bytes) -> bool:
+        """Whether ``data`` completes a line that is not a continuation ("250-..."): a final
+        line, or one that is not SMTP at all, which the parser must see to refuse."""
+        buffer = self._buffer
+        partial = bytes(buffer[buffer.rfind(b"\n") + 1 :])
+        lines = (partial + data).split(b"\n")[:-1]
+        return not all(_continued(line) for line in lines)
+
+
+def _continued(line: bytes) -> bool:
+    """A reply line that aiosmtplib reads as "more lines follow": a code, then "-"."""
+    if line[3:4] != b"-":
+        return False
+    try:
+        int(line[:3])
+    except ValueError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """Server text as valid Unicode: bytes that were not UTF-8 (kept by aiosmtplib as lone
+    surrogates, which no page, log or JSON encoder accepts) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
 
 def _reply_text(resp: SMTPResponse) -> str:
-    return f"{resp.code} {' '.join(resp.message.splitlines())}"[:500]
+    return _printable(f"{resp.code} {' '.join(resp.message.splitlines())}"[:500])
 
 
 def _status_reason(code: int) -> Reason:
@@ -112,6 +157,7 @@ class SMTPSession:
         self._addr: tuple[str, int] | None = None
         self._omitted = 0
         self.handed_over = False
+        self._concealed: list[str] = []
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -122,9 +168,21 @@ class SMTPSession:
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.perf_counter())
 
+    def conceal(self, *values: str) -> None:
+        """Never show these (a password, its base64 forms, a token), even when the server
+        echoes them back in a reply."""
+        self._concealed.extend(v for v in values if len(v) >= 4)
+        self._concealed.sort(key=len, reverse=True)
+
+    def _scrub(self, text: str) -> str:
+        for value in self._concealed:
+            text = text.replace(value, "***")
+        return text
+
     def note(self, direction: str, text: str) -> None:
         """Append a transcript line; very long conversations keep their head and tail."""
-        line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction, text[:1000])
+        line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction,
+                              self._scrub(_printable(text[:1000])))
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._omitted += 1
             self.transcript[-1] = TranscriptLine(
@@ -134,7 +192,7 @@ class SMTPSession:
         self.transcript.append(line)
 
     def _record_reply(self, resp: SMTPResponse) -> None:
-        self.last_reply = _reply_text(resp)
+        self.last_reply = self._scrub(_reply_text(resp))
         lines = resp.message.splitlines() or [""]
         for i, text in enumerate(lines):
             sep = " " if i == len(lines) - 1 else "-"
@@ -146,7 +204,8 @@ class SMTPSession:
         return self._proto
 
     def fail(self, reason: Reason, detail: str, *, hint: str | None = None) -> ProbeError:
-        return ProbeError(self.phase, reason, detail, reply=self.last_reply, hint=hint)
+        return ProbeError(self.phase, reason, self._scrub(detail), reply=self.last_reply,
+                          hint=hint)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -265,13 +324,31 @@ class SMTPSession:
                     f"port {port} sent a plain-text greeting ({greeting[:60]}) instead of TLS",
                     hint=f"port {port} speaks plain SMTP with STARTTLS: set tls: starttls",
                 )
-        if any(k in str(text).upper() for k in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL")):
-            return self.fail(
-                Reason.TLS_HANDSHAKE_FAILED,
-                f"no common TLS version at or above {self.relay.tls_min_version}: {text}",
-                hint="the server offers only TLS older than tls_min_version: upgrade the server",
-            )
+        too_old = await self._too_old_tls(implicit=implicit)
+        if too_old is not None:
+            return too_old
         return self.fail(Reason.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {text}")
+
+    async def _too_old_tls(self, *, implicit: bool) -> ProbeError | None:
+        """After a failed handshake: does the server complete one below tls_min_version?"""
+        minimum = self.relay.tls_min_version
+        if self._addr is None or minimum == "1.0":
+            return None
+        self.note("*", "testing whether the server speaks an older TLS version")
+        offered = await offered_tls_version(
+            self._addr,
+            starttls=not implicit,
+            ehlo_name=self.relay.ehlo_name,
+            timeout=min(3.0, max(0.5, self.remaining())),
+        )
+        if offered is None or not version_below(offered, minimum):
+            self.note("*", "no older TLS version either")
+            return None
+        self.note("*", f"a {offered} handshake succeeded")
+        return self.fail(
+            Reason.TLS_VERSION_TOO_OLD,
+            f"the server offers {offered} at most; tls_min_version is {minimum}",
+        )
 
     async def _implicit_tls(
         self, loop: asyncio.AbstractEventLoop, proto: _TimedProtocol, sock: socket.socket
@@ -377,7 +454,8 @@ class SMTPSession:
         except SMTPTimeoutError:
             raise self.fail(Reason.TLS_HANDSHAKE_FAILED, "STARTTLS handshake timed out") from None
         except SMTPServerDisconnected:
-            raise self.fail(
+            self.note("*", "connection closed during the STARTTLS handshake")
+            raise await self._too_old_tls(implicit=False) or self.fail(
                 Reason.TLS_HANDSHAKE_FAILED, "connection closed during the STARTTLS handshake"
             ) from None
         except (ssl.SSLError, OSError) as exc:

@@ -71,6 +71,10 @@ async def _exchange(session: SMTPSession, auth: AuthConfig, token: str, *, start
     mech = auth.mechanism
     user = auth.username or ""
     password = auth.password.reveal() if auth.password is not None else ""
+    session.conceal(
+        password, _b64(password).decode(), _b64(f"\0{user}\0{password}").decode(), token,
+        xoauth2_string(user, token) if token else "",
+    )
     if mech is AuthMechanism.PLAIN:
         resp, at = await session.command(
             b"AUTH", b"PLAIN", _b64(f"\0{user}\0{password}"), shown=f"AUTH PLAIN {REDACTED}"

@@ -11,7 +11,14 @@ from cryptography import x509
 
 from exporter.results import TLSInfo
 
-__all__ = ["client_context", "port_sends_plain_greeting", "port_speaks_tls", "tls_info"]
+__all__ = [
+    "client_context",
+    "offered_tls_version",
+    "port_sends_plain_greeting",
+    "port_speaks_tls",
+    "tls_info",
+    "version_below",
+]
 
 _VERSIONS = {
     "1.0": ssl.TLSVersion.TLSv1,
@@ -103,4 +110,58 @@ async def port_sends_plain_greeting(addr: tuple[str, int], *, timeout: float) ->
     text = line[:200].decode("utf-8", "replace").strip()
     if len(text) >= 3 and text[:3].isdigit() and text[3:4] in ("", " ", "-"):
         return text
+    return None
+
+
+def version_below(offered: str, minimum: str) -> bool:
+    """True when ``offered`` (as ``ssl`` names it, e.g. ``TLSv1.1``) is older than ``minimum``
+    (a config value, e.g. ``1.2``). Unknown names are never "below"."""
+    names = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3"}
+    number = names.get(offered)
+    if number is None or minimum not in _VERSIONS:
+        return False
+    return _VERSIONS[number] < _VERSIONS[minimum]
+
+
+async def offered_tls_version(
+    addr: tuple[str, int], *, starttls: bool, ehlo_name: str, timeout: float
+) -> str | None:
+    """The TLS version a fresh connection to ``addr`` negotiates when any version from 1.0 is
+    accepted (verification off), e.g. ``TLSv1.1``; None when no handshake completes.
+
+    With ``starttls`` the connection first reads the greeting, sends EHLO and STARTTLS."""
+    ctx = client_context(verify=False, ca_file=None, min_version="1.0")
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            if not starttls:
+                _, writer = await asyncio.open_connection(addr[0], addr[1], ssl=ctx)
+            else:
+                reader, writer = await asyncio.open_connection(addr[0], addr[1])
+                if await _reply_code(reader) != 220:
+                    return None
+                writer.write(b"EHLO " + ehlo_name.encode("ascii", "replace") + b"\r\n")
+                if await _reply_code(reader) != 250:
+                    return None
+                writer.write(b"STARTTLS\r\n")
+                if await _reply_code(reader) != 220:
+                    return None
+                await writer.start_tls(ctx)
+            ssl_object = writer.get_extra_info("ssl_object")
+            return ssl_object.version() if ssl_object is not None else None
+    except (OSError, TimeoutError, ssl.SSLError, ValueError, asyncio.IncompleteReadError):
+        return None
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def _reply_code(reader: asyncio.StreamReader) -> int | None:
+    """The code of one (possibly multi-line) SMTP reply; None if it is not one."""
+    for _ in range(100):
+        line = await reader.readline()
+        if len(line) < 4 or not line[:3].isdigit():
+            return None
+        if line[3:4] != b"-":
+            return int(line[:3])
     return None

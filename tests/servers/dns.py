@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -24,8 +25,9 @@ Records = dict[str, list[tuple[str, str]]]
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, records: Records, servfail: set[str], timeout: set[str] | None = None,
                  ttls: dict[str, int] | None = None, default_ttl: int = 60,
-                 negative_ttl: int | None = None) -> None:
+                 negative_ttl: int | None = None, truncated: set[str] | None = None) -> None:
         self.records = records
+        self.truncated = truncated if truncated is not None else set()
         self.servfail = servfail
         self.timeout = timeout if timeout is not None else set()
         self.ttls = ttls if ttls is not None else {}
@@ -45,6 +47,11 @@ class _Protocol(asyncio.DatagramProtocol):
         rdtype = dns.rdatatype.to_text(question.rdtype)
         self.queries.append(f"{name} {rdtype}")
         if name in self.timeout:
+            return
+        if name in self.truncated:  # "ask again over TCP", where nothing listens
+            response.flags |= dns.flags.TC
+            assert self.transport is not None
+            self.transport.sendto(response.to_wire(), addr)
             return
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
@@ -86,14 +93,17 @@ class _Protocol(asyncio.DatagramProtocol):
 
 class DNSServer:
     """Serves ``records`` {name: [(type, value)]}; names in ``servfail`` answer SERVFAIL,
-    names in ``timeout`` are never answered."""
+    names in ``timeout`` are never answered, names in ``truncated`` get an empty truncated
+    answer (TC) and no TCP server to retry on."""
 
     def __init__(
         self, loop: ServerLoop, records: Records, servfail: set[str], *,
         timeout: set[str] | None = None, ttls: dict[str, int] | None = None,
         default_ttl: int = 60, negative_ttl: int | None = None,
+        truncated: set[str] | None = None,
     ) -> None:
-        self.protocol = _Protocol(records, servfail, timeout, ttls, default_ttl, negative_ttl)
+        self.protocol = _Protocol(records, servfail, timeout, ttls, default_ttl, negative_ttl,
+                                  truncated)
         self._loop = loop
 
         async def start() -> asyncio.DatagramTransport:
