@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import statistics
 import sys
 import tempfile
@@ -96,9 +97,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if not dovecot_available():
-        print("canary_detection: Dovecot is not installed (or not root); skipped")
+        reason = "Dovecot is not installed (tests/servers/install-dovecot.sh) or not root"
+        print(f"canary_detection: {reason}; skipped")
+        _write_json(args.json, {"skipped": reason})
         return
     ca = trustme.CA()
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +111,27 @@ def main() -> None:
     print(f"{'mode':<22} {'sent':>5} {'seen':>5} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")
     print(_row("IDLE", idle, args.messages))
     print(_row(f"polling every {args.poll_interval:g}s", poll, args.messages))
+    _write_json(args.json, {
+        "server": "Dovecot", "messages": args.messages, "poll_interval_s": args.poll_interval,
+        "rows": [_figures("IDLE", idle), _figures(f"polling every {args.poll_interval:g}s", poll)],
+    })
+
+
+def _figures(mode: str, delays: list[float]) -> dict[str, object]:
+    ordered = sorted(delays)
+    if not ordered:
+        return {"mode": mode, "seen": 0}
+    return {
+        "mode": mode, "seen": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000, 1),
+        "max_ms": round(ordered[-1] * 1000, 1),
+    }
+
+
+def _write_json(path: str | None, data: object) -> None:
+    if path:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ class TruthRelay:
 
 @contextmanager
 def truth_relay(
-    tmp: Path, *, greeting_ms: float = 20, ehlo_ms: float = 50, auth_ms: float = 200
+    tmp: Path, *, greeting_ms: float = 20, ehlo_ms: float = 50, auth_ms: float = 200,
+    priority: str = "none",
 ) -> Iterator[TruthRelay]:
     """bench/truth_relay.py in its own process, with a throwaway CA and certificate."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,8 @@ def truth_relay(
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "truth_relay.py"), "--cert", str(cert),
          "--key", str(key), "--log", str(log), "--greeting-ms", str(greeting_ms),
-         "--ehlo-ms", str(ehlo_ms), "--auth-ms", str(auth_ms)],
+         "--ehlo-ms", str(ehlo_ms), "--auth-ms", str(auth_ms),
+         "--priority", priority],
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -165,7 +165,8 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[dict[str, object]] = []
     load0 = load_average()
-    with tempfile.TemporaryDirectory() as tmp, truth_relay(Path(tmp)) as relay:
+    # The relay runs real-time (if allowed): its accept() stamp starts the greeting's truth.
+    with tempfile.TemporaryDirectory() as tmp, truth_relay(Path(tmp), priority="realtime") as relay:
         print("injected delays: greeting 20 ms, ehlo 50 ms, auth 200 ms;"
               " error = measured - relay-side truth")
         for spec in args.rows.split(","):

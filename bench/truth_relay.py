@@ -258,17 +258,19 @@ class Relay:
                 fn()
 
 
-def _prioritize() -> None:
+def _prioritize(how: str) -> None:
     """Wake this process first: its accept() stamp is the start of the greeting's truth, and
-    on a busy machine a sleeping process can wait milliseconds for a CPU. Best effort: a
-    real-time class if allowed (root), else a better nice value, else as it is."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-        return
-    except (OSError, AttributeError):
-        pass
-    with contextlib.suppress(OSError):
-        os.nice(-10)
+    on a busy machine a sleeping process can wait milliseconds for a CPU. Best effort:
+    ``realtime`` (SCHED_FIFO, root only), ``nice`` (-10) or ``none``."""
+    if how == "realtime":
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            return
+        except (OSError, AttributeError):
+            how = "nice"
+    if how == "nice":
+        with contextlib.suppress(OSError):
+            os.nice(-10)
 
 
 def main() -> None:
@@ -279,13 +281,14 @@ def main() -> None:
     parser.add_argument("--greeting-ms", type=float, default=20)
     parser.add_argument("--ehlo-ms", type=float, default=50)
     parser.add_argument("--auth-ms", type=float, default=200)
+    parser.add_argument("--priority", choices=("realtime", "nice", "none"), default="realtime")
     args = parser.parse_args()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(args.cert, args.key)
     delays = {"greeting": args.greeting_ms / 1000, "ehlo": args.ehlo_ms / 1000,
               "auth": args.auth_ms / 1000}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    _prioritize()
+    _prioritize(args.priority)
     with open(args.log, "a", encoding="utf-8") as out:
         relay = Relay(ctx, delays, out)
         print(relay.listener.getsockname()[1], flush=True)

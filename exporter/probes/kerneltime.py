@@ -7,6 +7,10 @@ socket object's ``recv``/``recv_into``, so a socket subclass that does those wit
 loop spends on other probes before it gets to this socket is then not counted. Where the
 kernel gives no timestamp, the time of the read is used, as before.
 
+Sends record when the bytes reached the kernel: between a command being written and it
+going out, the interpreter can hand over to another thread (SSL_write releases the GIL, and a
+/metrics scrape may then hold it for milliseconds), and that wait is not the server's.
+
 Likewise the TCP handshake: the kernel's own measurement of it (TCP_INFO's first round-trip
 sample) says when the connection was established, however late the loop notices.
 """
@@ -20,7 +24,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["StampedSocket"]
 
@@ -37,10 +41,12 @@ _TCPI_SIZE = 104
 
 
 class StampedSocket(socket.socket):
-    """A socket whose reads record ``rx_at``: when the last packet read arrived
-    (``time.perf_counter`` scale)."""
+    """A socket whose reads record ``rx_at``, when the last packet read arrived, and whose
+    sends record ``tx_at``, when the last bytes were handed to the kernel (both on the
+    ``time.perf_counter`` scale)."""
 
     rx_at = 0.0
+    tx_at = 0.0
     stamps = sys.platform.startswith("linux")
 
     def enable(self) -> None:
@@ -67,6 +73,10 @@ class StampedSocket(socket.socket):
         if rtt_us == 0 or retrans:
             return None
         return rtt_us / 1e6
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        self.tx_at = time.perf_counter()
+        return super().send(data, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if not self.stamps:

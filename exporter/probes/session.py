@@ -155,10 +155,15 @@ class SMTPSession:
     # -- commands ----------------------------------------------------------------------------
 
     async def command(self, *args: bytes, shown: str | None = None) -> tuple[SMTPResponse, float]:
-        """Send one command; return the reply and when it arrived (perf_counter)."""
+        """Send one command; return the reply and when it arrived (perf_counter).
+
+        If the command reached the kernel later than it was written (another thread held the
+        interpreter, the loop was busy), that wait is taken off the arrival time, so a phase
+        timed from before the command counts only the server's part."""
         proto = self._proto_or_fail()
         verb = args[0].decode("ascii", "replace")
         self.note("C", shown if shown is not None else b" ".join(args).decode("utf-8", "replace"))
+        written = time.perf_counter()
         try:
             resp = await proto.execute_command(*args, timeout=self.remaining())
         except SMTPTimeoutError:
@@ -172,7 +177,9 @@ class SMTPSession:
         except SMTPResponseException as exc:
             raise self.fail(Reason.PROTOCOL_ERROR, f"bad reply to {verb}: {exc.message}") from None
         self._record_reply(resp)
-        return resp, proto.reply_at
+        clock = proto.clock
+        held = clock.tx_at - written if clock is not None else 0.0
+        return resp, proto.reply_at - max(0.0, min(held, proto.reply_at - written))
 
     def expect(self, resp: SMTPResponse, *codes: int, what: str) -> None:
         """Raise the reason that fits ``resp`` unless its code is one of ``codes``."""
