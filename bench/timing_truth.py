@@ -50,10 +50,10 @@ PHASES = {"greeting": Phase.GREETING, "ehlo": Phase.EHLO, "auth": Phase.AUTH}
 ROUNDS = {1: 100, 10: 20, 100: 4, 1000: 1}
 
 SCRAPER = """
-import sys, time, urllib.request
-url, stop = sys.argv[1], time.monotonic() + float(sys.argv[2])
+import os, sys, time, urllib.request
+url, stop = sys.argv[1], sys.argv[2]
 n = size = 0
-while time.monotonic() < stop:
+while not os.path.exists(stop):
     with urllib.request.urlopen(url, timeout=30) as r:
         size = len(r.read())
     n += 1
@@ -88,6 +88,7 @@ def _pair(results: list[RelayResult], truths: list[dict[str, object]]) -> dict[s
 
 
 async def _row(relay: TruthRelay, count: int, scrape: bool) -> dict[str, object]:
+    stop = str(relay.log.parent / f"stop-scraping-{count}")
     config = load(relay_config(relay, count))
     store = ResultStore()
     store.configure(relay_infos(config), warnings=[], source="bench")
@@ -107,7 +108,7 @@ async def _row(relay: TruthRelay, count: int, scrape: bool) -> dict[str, object]
             await _wave(config, store)
             relay.new_lines()
             scraper = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
-                [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{web.port}/metrics", "600"],
+                [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{web.port}/metrics", stop],
                 stdout=subprocess.PIPE, text=True)
             await asyncio.sleep(0.5)
         started = time.monotonic()
@@ -123,8 +124,12 @@ async def _row(relay: TruthRelay, count: int, scrape: bool) -> dict[str, object]
     finally:
         scrapes = ""
         if scraper is not None:
-            scraper.terminate()
-            out, _ = scraper.communicate()
+            Path(stop).touch()  # noqa: ASYNC240 - measuring is over; the scraper ends
+            try:
+                out, _ = scraper.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                scraper.kill()
+                out, _ = scraper.communicate()
             scrapes = out.strip()
         web.stop()
     if scrapes:

@@ -7,7 +7,8 @@ CLOCK_MONOTONIC (shared by every process on the machine):
 - ``greeting``: from accept() returning to the 220 greeting leaving (send() called);
 - ``ehlo``: from the first EHLO arriving to its 250 reply leaving;
 - ``auth``: from the AUTH command arriving to its 235 reply leaving;
-- ``name``: the EHLO argument, so the benchmark can pair the line with its probe.
+- ``name``: the EHLO argument, so the benchmark can pair the line with its probe;
+- ``accepted_at`` and ``<phase>_sent_at``: the absolute stamps, to find which side is late.
 
 "Arriving" is the kernel's receive timestamp of the packet (SO_TIMESTAMPNS, read with
 recvmsg), so time this relay spends on other connections before it reads a command does not
@@ -138,7 +139,9 @@ class Conn:
             self.tls.write(line)
             payload = self.bio_out.read()
         if truth is not None:
-            self.truth[truth] = mono() - since
+            now = mono()
+            self.truth[truth] = now - since
+            self.truth[truth + "_sent_at"] = now
         self._send_raw(payload)
 
     # -- SMTP ------------------------------------------------------------------------------
@@ -237,6 +240,7 @@ class Relay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             conn = Conn(self, sock, accepted)
+            conn.truth["accepted_at"] = accepted
             self.conns[sock.fileno()] = conn
             self.sel.register(sock, selectors.EVENT_READ, conn)
             self.at(accepted + self.delays["greeting"], lambda c=conn: c.send_line(

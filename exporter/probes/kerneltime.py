@@ -24,6 +24,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from socket import _Address
+
     from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["StampedSocket"]
@@ -42,11 +44,13 @@ _TCPI_SIZE = 104
 
 class StampedSocket(socket.socket):
     """A socket whose reads record ``rx_at``, when the last packet read arrived, and whose
-    sends record ``tx_at``, when the last bytes were handed to the kernel (both on the
+    sends record ``tx_at``, when the last bytes were handed to the kernel, and ``connect``
+    records ``syn_at``, when the connection attempt started (all on the
     ``time.perf_counter`` scale)."""
 
     rx_at = 0.0
     tx_at = 0.0
+    syn_at = 0.0
     stamps = sys.platform.startswith("linux")
 
     def enable(self) -> None:
@@ -73,6 +77,10 @@ class StampedSocket(socket.socket):
         if rtt_us == 0 or retrans:
             return None
         return rtt_us / 1e6
+
+    def connect(self, address: _Address) -> None:
+        self.syn_at = time.perf_counter()
+        super().connect(address)
 
     def send(self, data: ReadableBuffer, flags: int = 0) -> int:
         self.tx_at = time.perf_counter()

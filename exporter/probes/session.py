@@ -246,11 +246,13 @@ class SMTPSession:
                 errors.append(f"{addr} port {port}: {text}")
                 continue
             noticed = time.perf_counter()
-            # The kernel's handshake time, when it has one: the loop may notice late.
+            # The kernel's handshake time, from the SYN going out, when it has one: the loop
+            # (or a thread holding the interpreter) may notice late.
             rtt = sock.handshake_rtt()
-            connect = min(rtt, noticed - start) if rtt is not None else noticed - start
+            syn = max(start, sock.syn_at)
+            connect = min(rtt, noticed - syn) if rtt is not None else noticed - start
             self.phases[Phase.CONNECT] = connect
-            self._connected_at = start + connect
+            self._connected_at = (syn if rtt is not None else start) + connect
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._addr = (addr, port)
             self.note("*", f"connected to {addr} port {port}")
