@@ -60,6 +60,8 @@ def _rows(figs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             worst = max(abs(r[f"{k}_p99_ms"] or 0.0) for k in ("greeting", "ehlo", "auth"))
             fig = "p50 / p99 ms: " + ", ".join(cells) + f" ({r['probes']} probes"
             fig += f", {r['failed']} failed)"
+            if r.get("relay_late_p99_ms") is not None:
+                fig += f"; the relay's own accept() late by p99 {r['relay_late_p99_ms']:.2f} ms"
             ok = worst < GOAL_ERROR_MS and not r["failed"]
             rows.append((name, fig, "p99 < 1 ms", "met" if ok else "MISSED"))
     cost = figs.get("probe_cost")
