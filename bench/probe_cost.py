@@ -1,135 +1,173 @@
-"""CPU time per STARTTLS+AUTH probe, and how far measured phases stray from injected delays.
+"""CPU time per STARTTLS+AUTH probe: the exporter against Prometheus' blackbox_exporter.
 
-A relay in a separate process delays its greeting, EHLO reply and AUTH reply by known amounts;
-this process probes it with the exporter's prober and prints a table. Only 127.0.0.1 is used.
+Both probe the same relay (bench/truth_relay.py, in its own process, replying at once) in
+the same run: the exporter's prober in this process, whose CPU time is measured with
+time.process_time(); blackbox_exporter (Debian package prometheus-blackbox-exporter) as
+its own process with a ``tcp`` module whose query_response steps do EHLO, STARTTLS, EHLO,
+AUTH PLAIN and QUIT, driven through its /probe endpoint, its CPU time read from /proc.
+blackbox_exporter's figure includes answering each /probe request (that is how it works);
+the exporter's excludes serving /metrics, which it does once per scrape, not per probe.
+Only 127.0.0.1 is used.
 
-    python bench/probe_cost.py [--probes 200] [--concurrency 1,10,50]
+    python bench/probe_cost.py [--probes 300] [--concurrency 10] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import ssl
-import statistics
+import base64
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from exporter.config import RelayConfig, parse_config
-from exporter.demo import make_certificate
+from common import (
+    PASSWORD,
+    TruthRelay,
+    load,
+    load_average,
+    proc_cpu_seconds,
+    relay_config,
+    truth_relay,
+    write_json,
+)
+
 from exporter.probes.smtp import probe_relay
-from exporter.results import Phase
 
-DELAYS = {Phase.GREETING: 0.020, Phase.EHLO: 0.050, Phase.AUTH: 0.020}
+BLACKBOX = "prometheus-blackbox-exporter"
 
-
-def _serve(cert: str, key: str, port_out: multiprocessing.connection.Connection) -> None:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await asyncio.sleep(DELAYS[Phase.GREETING])
-            writer.write(b"220 bench.localhost ESMTP\r\n")
-            tls = False
-            while line := await reader.readline():
-                verb = line.split(b" ", 1)[0].strip().upper()
-                if verb == b"EHLO":
-                    if not tls:
-                        await asyncio.sleep(DELAYS[Phase.EHLO])
-                    writer.write(b"250-bench.localhost\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")
-                elif verb == b"STARTTLS":
-                    writer.write(b"220 go ahead\r\n")
-                    await writer.drain()
-                    await writer.start_tls(ctx)
-                    tls = True
-                elif verb == b"AUTH":
-                    await asyncio.sleep(DELAYS[Phase.AUTH])
-                    writer.write(b"235 2.7.0 ok\r\n")
-                elif verb == b"QUIT":
-                    writer.write(b"221 bye\r\n")
-                    await writer.drain()
-                    break
-                await writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    async def main() -> None:
-        server = await asyncio.start_server(session, "127.0.0.1", 0, backlog=1024)
-        port_out.send(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
-
-    asyncio.run(main())
+MODULE = """modules:
+  smtp_starttls_auth:
+    prober: tcp
+    timeout: 10s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: {ca}
+        server_name: localhost
+      query_response:
+        - expect: "^220 "
+        - send: "EHLO r0000.bench.test\\r"
+        - expect: "^250 STARTTLS"
+        - send: "STARTTLS\\r"
+        - expect: "^220 "
+        - starttls: true
+        - send: "EHLO r0000.bench.test\\r"
+        - expect: "^250 AUTH"
+        - send: "AUTH PLAIN {auth}\\r"
+        - expect: "^235 "
+        - send: "QUIT\\r"
+        - expect: "^221 "
+"""
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _round(
-    relay: RelayConfig, probes: int, concurrency: int
-) -> tuple[float, dict[Phase, list[float]], int]:
+async def _exporter(relay: TruthRelay, probes: int, concurrency: int) -> tuple[float, int]:
+    config = load(relay_config(relay, 1))
     sem = asyncio.Semaphore(concurrency)
-    errors: dict[Phase, list[float]] = {p: [] for p in DELAYS}
-    failures = 0
+    failed = 0
 
     async def one() -> None:
-        nonlocal failures
+        nonlocal failed
         async with sem:
-            result = await probe_relay(relay)
-        if not result.success:
-            failures += 1
-            return
-        for phase, delay in DELAYS.items():
-            errors[phase].append(result.phases[phase] - delay)
+            result = await probe_relay(config.relays[0])
+        failed += not result.success
 
+    await one()  # warm up: imports, the shared SSLContext
+    failed = 0
     cpu0 = time.process_time()
     await asyncio.gather(*(one() for _ in range(probes)))
-    cpu = time.process_time() - cpu0
-    return cpu / probes, errors, failures
+    return time.process_time() - cpu0, failed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _blackbox(
+    relay: TruthRelay, tmp: Path, probes: int, concurrency: int
+) -> tuple[float, int] | str:
+    exe = shutil.which(BLACKBOX)
+    if exe is None:
+        return f"{BLACKBOX} is not installed (apt-get install {BLACKBOX})"
+    auth = base64.b64encode(f"\0bench\0{PASSWORD}".encode()).decode()
+    conf = tmp / "blackbox.yml"
+    conf.write_text(MODULE.format(ca=relay.ca, auth=auth), encoding="utf-8")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}",
+         "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    url = (f"http://127.0.0.1:{port}/probe?module=smtp_starttls_auth"
+           f"&target=127.0.0.1:{relay.port}")
+
+    def one(_: int = 0) -> bool:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return b"\nprobe_success 1" in r.read()
+
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ok = one()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    return f"{BLACKBOX} did not start"
+                time.sleep(0.1)
+        if not ok:
+            return f"{BLACKBOX}'s probe failed; its module is in {conf}"
+        cpu0 = proc_cpu_seconds(proc.pid)
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(one, range(probes)))
+        cpu = proc_cpu_seconds(proc.pid) - cpu0
+        return cpu, results.count(False)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probes", type=int, default=200)
-    parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--probes", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ca, cert, key = make_certificate(Path(tmp))
-        recv, send = multiprocessing.Pipe(duplex=False)
-        server = multiprocessing.Process(target=_serve, args=(str(cert), str(key), send),
-                                         daemon=True)
-        server.start()
-        port = recv.recv()
-        config = parse_config(
-            f"relays:\n  - {{name: bench, host: 127.0.0.1, port: {port}, tls: starttls,"
-            f" ca_file: {ca}, timeout: 10s, interval: 60s,"
-            f" auth: {{username: u, password_env: P}}}}\n",
-            environ={"P": "pw"},
-        )
-        relay = config.relays[0]
-        print("injected delays: " + ", ".join(f"{p.value} {d * 1000:.0f} ms"
-                                                for p, d in DELAYS.items()))
-        print(f"{'concurrency':>11} {'probes':>6} {'cpu/probe ms':>12} "
-              + " ".join(f"{p.value + ' err p50/p99 ms':>24}" for p in DELAYS) + "  failed")
-        for conc in (int(c) for c in args.concurrency.split(",")):
-            cpu, errors, failed = asyncio.run(_round(relay, args.probes, conc))
-            cells = []
-            for phase in DELAYS:
-                e = errors[phase]
-                cells.append(f"{statistics.median(e) * 1000:+11.2f} /{_pct(e, 0.99) * 1000:+8.2f}"
-                             if e else f"{'-':>24}")
-            print(f"{conc:>11} {args.probes:>6} {cpu * 1000:>12.2f} "
-                  + " ".join(f"{c:>24}" for c in cells) + f"  {failed}")
-        server.kill()
+    load0 = load_average()
+    with tempfile.TemporaryDirectory() as tmp, truth_relay(
+        Path(tmp), greeting_ms=0, ehlo_ms=0, auth_ms=0
+    ) as relay:
+        ours, our_failed = asyncio.run(_exporter(relay, args.probes, args.concurrency))
+        theirs = _blackbox(relay, Path(tmp), args.probes, args.concurrency)
+    figures: dict[str, object] = {
+        "probes": args.probes, "concurrency": args.concurrency,
+        "exporter_cpu_ms_per_probe": round(ours / args.probes * 1000, 3),
+        "exporter_failed": our_failed, "load_before": load0, "load_after": load_average(),
+    }
+    print(f"{args.probes} STARTTLS+AUTH PLAIN probes, {args.concurrency} at a time")
+    print(f"{'prober':<24} {'CPU ms/probe':>12} {'failed':>6}")
+    print(f"{'smtp-canary-exporter':<24} {ours / args.probes * 1000:>12.2f} {our_failed:>6}")
+    if isinstance(theirs, str):
+        print(f"{'blackbox_exporter':<24} {'-':>12}  ({theirs})")
+        figures["blackbox_error"] = theirs
+    else:
+        cpu, failed = theirs
+        print(f"{'blackbox_exporter':<24} {cpu / args.probes * 1000:>12.2f} {failed:>6}")
+        ratio = ours / cpu if cpu else float("inf")
+        print(f"ratio exporter / blackbox_exporter: {ratio:.2f}")
+        figures.update(blackbox_cpu_ms_per_probe=round(cpu / args.probes * 1000, 3),
+                       blackbox_failed=failed, ratio=round(ratio, 3))
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

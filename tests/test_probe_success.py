@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 
@@ -132,6 +133,22 @@ async def test_injected_delays_land_in_their_own_phases(server_loop: ServerLoop)
     assert result.success, result
     assert 0.2 <= result.phases[Phase.GREETING] < 0.25
     assert result.phases[Phase.CONNECT] < 0.05
+    assert result.phases[Phase.EHLO] < 0.05
+
+
+async def test_a_busy_event_loop_does_not_stretch_the_phases(server_loop: ServerLoop) -> None:
+    """The exporter's loop is stuck for 0.3 s while the relay connects and greets after
+    0.1 s: connect and greeting still read what the relay did (kernel timestamps), not
+    when the exporter got round to looking."""
+    port = start_scripted(server_loop, greeting_then(b"220 slow.example.test\r\n", delay=0.1))
+    loop = asyncio.get_running_loop()
+    probe = asyncio.ensure_future(probe_relay(make_relay(port=port, tls="none")))
+    loop.call_soon(time.sleep, 0.3)  # after the probe's first step: the SYN is out
+    result = await probe
+    assert result.success, result
+    assert result.duration >= 0.3
+    assert result.phases[Phase.CONNECT] < 0.05
+    assert 0.1 <= result.phases[Phase.GREETING] < 0.2
     assert result.phases[Phase.EHLO] < 0.05
 
 

@@ -24,6 +24,7 @@ from aiosmtplib.protocol import (
 from aiosmtplib.response import SMTPResponse
 
 from exporter.config import RelayConfig, TLSMode
+from exporter.probes.kerneltime import StampedSocket
 from exporter.probes.resolve import ResolveError, resolve_host
 from exporter.probes.tlsinfo import (
     client_context,
@@ -67,19 +68,21 @@ class ProbeError(Exception):
 class _TimedProtocol(SMTPProtocol):
     """aiosmtplib's protocol, stamping when the connection is made and when a reply completes.
 
-    The stamps are taken in the transport callbacks, so time the event loop spends on other
-    probes before this coroutine resumes is not counted in the phase.
+    A reply's stamp is the kernel's receive time of its last packet (``StampedSocket``), so
+    time the event loop spends on other probes before it reads the socket, or before this
+    coroutine resumes, is not counted in the phase.
     """
 
     connected_at = 0.0
     reply_at = 0.0
+    clock: StampedSocket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connected_at = time.perf_counter()
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
+        now = self.clock.rx_at if self.clock is not None else time.perf_counter()
         waiter = self._response_waiter
         if (
             waiter is not None
@@ -155,6 +158,7 @@ class SMTPSession:
         self.phase: Phase = Phase.RESOLVE
         self._proto: _TimedProtocol | None = None
         self._addr: tuple[str, int] | None = None
+        self._connected_at = 0.0
         self._omitted = 0
         self.handed_over = False
         self._concealed: list[str] = []
@@ -210,10 +214,15 @@ class SMTPSession:
     # -- commands ----------------------------------------------------------------------------
 
     async def command(self, *args: bytes, shown: str | None = None) -> tuple[SMTPResponse, float]:
-        """Send one command; return the reply and when it arrived (perf_counter)."""
+        """Send one command; return the reply and when it arrived (perf_counter).
+
+        If the command reached the kernel later than it was written (another thread held the
+        interpreter, the loop was busy), that wait is taken off the arrival time, so a phase
+        timed from before the command counts only the server's part."""
         proto = self._proto_or_fail()
         verb = args[0].decode("ascii", "replace")
         self.note("C", shown if shown is not None else b" ".join(args).decode("utf-8", "replace"))
+        written = time.perf_counter()
         try:
             resp = await proto.execute_command(*args, timeout=self.remaining())
         except SMTPTimeoutError:
@@ -227,7 +236,9 @@ class SMTPSession:
         except SMTPResponseException as exc:
             raise self.fail(Reason.PROTOCOL_ERROR, f"bad reply to {verb}: {exc.message}") from None
         self._record_reply(resp)
-        return resp, proto.reply_at
+        clock = proto.clock
+        held = clock.tx_at - written if clock is not None else 0.0
+        return resp, proto.reply_at - max(0.0, min(held, proto.reply_at - written))
 
     def expect(self, resp: SMTPResponse, *codes: int, what: str) -> None:
         """Raise the reason that fits ``resp`` unless its code is one of ``codes``."""
@@ -243,10 +254,12 @@ class SMTPSession:
         sock = await self._connect(addrs)
         loop = asyncio.get_running_loop()
         proto = _TimedProtocol(loop=loop)
+        proto.clock = sock
         if relay.tls is TLSMode.IMPLICIT:
             await self._implicit_tls(loop, proto, sock)
         else:
             await loop.create_connection(lambda: proto, sock=sock)
+            proto.connected_at = self._connected_at  # the greeting is timed from the handshake
         self._proto = proto
         await self._greeting(proto)
         await self.ehlo(Phase.EHLO)
@@ -266,15 +279,16 @@ class SMTPSession:
         self.note("*", f"resolved {self.relay.host} to {', '.join(addrs)}")
         return addrs
 
-    async def _connect(self, addrs: list[str]) -> socket.socket:
+    async def _connect(self, addrs: list[str]) -> StampedSocket:
         self.phase = Phase.CONNECT
         loop = asyncio.get_running_loop()
         port = self.relay.port
         errors: list[str] = []
         for addr in addrs:
             family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = StampedSocket(family, socket.SOCK_STREAM)
             sock.setblocking(False)
+            sock.enable()
             start = time.perf_counter()
             try:
                 async with asyncio.timeout(self.remaining()):
@@ -290,7 +304,14 @@ class SMTPSession:
                 text = os.strerror(exc.errno) if exc.errno else str(exc)
                 errors.append(f"{addr} port {port}: {text}")
                 continue
-            self.phases[Phase.CONNECT] = time.perf_counter() - start
+            noticed = time.perf_counter()
+            # The kernel's handshake time, from the SYN going out, when it has one: the loop
+            # (or a thread holding the interpreter) may notice late.
+            rtt = sock.handshake_rtt()
+            syn = max(start, sock.syn_at)
+            connect = min(rtt, noticed - syn) if rtt is not None else noticed - start
+            self.phases[Phase.CONNECT] = connect
+            self._connected_at = (syn if rtt is not None else start) + connect
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._addr = (addr, port)
             self.note("*", f"connected to {addr} port {port}")
