@@ -62,21 +62,31 @@ def tls_info(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, *, verified: bool
         verified=verified,
     )
     der = ssl_object.getpeercert(binary_form=True)
-    if not der:
+    facts = _certificate_facts(der) if der else None
+    if facts is None:
         return info
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        return info
+    not_after, not_before, issuer, subject = facts
     return TLSInfo(
         version=info.version,
         cipher=info.cipher,
         verified=verified,
-        not_after=cert.not_valid_after_utc.timestamp(),
-        not_before=cert.not_valid_before_utc.timestamp(),
-        issuer=cert.issuer.rfc4514_string(),
-        subject=cert.subject.rfc4514_string(),
+        not_after=not_after,
+        not_before=not_before,
+        issuer=issuer,
+        subject=subject,
     )
+
+
+@lru_cache(maxsize=512)
+def _certificate_facts(der: bytes) -> tuple[float, float, str, str] | None:
+    """Validity and names of a DER certificate; a relay shows the same one probe after
+    probe, so each is parsed once."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return (cert.not_valid_after_utc.timestamp(), cert.not_valid_before_utc.timestamp(),
+                cert.issuer.rfc4514_string(), cert.subject.rfc4514_string())
+    except ValueError:
+        return None
 
 
 async def port_speaks_tls(addr: tuple[str, int], *, timeout: float) -> bool:
