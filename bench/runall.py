@@ -68,7 +68,9 @@ def _rows(figs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if cost:
         if "ratio" in cost:
             fig = (f"{cost['exporter_cpu_ms_per_probe']:.2f} ms vs blackbox_exporter "
-                   f"{cost['blackbox_cpu_ms_per_probe']:.2f} ms: ratio {cost['ratio']:.2f}")
+                   f"{cost['blackbox_cpu_ms_per_probe']:.2f} ms: ratio {cost['ratio']:.2f} "
+                   f"({cost.get('probes', '?')} probes each; per round "
+                   f"{', '.join(f'{r:.2f}' for r in cost.get('ratio_per_round', []))})")
             verdict = "met" if cost["ratio"] <= 1.0 else "MISSED"
         else:
             fig = (f"{cost['exporter_cpu_ms_per_probe']:.2f} ms; blackbox_exporter: "
