@@ -91,19 +91,8 @@ def _certificate_facts(der: bytes) -> tuple[float, float, str, str] | None:
 
 async def port_speaks_tls(addr: tuple[str, int], *, timeout: float) -> bool:
     """True when a fresh connection to ``addr`` completes a TLS handshake (verification off)."""
-    ctx = client_context(verify=False, ca_file=None, min_version="1.0")
-    try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(addr[0], addr[1], ssl=ctx)
-    except (OSError, TimeoutError, ssl.SSLError):
-        return False
-    writer.close()
-    try:
-        async with asyncio.timeout(1.0):
-            await writer.wait_closed()
-    except (OSError, TimeoutError, ssl.SSLError):
-        pass
-    return True
+    offered = await offered_tls_version(addr, starttls=False, ehlo_name="", timeout=timeout)
+    return offered is not None
 
 
 async def port_sends_plain_greeting(addr: tuple[str, int], *, timeout: float) -> str | None:
