@@ -61,11 +61,12 @@ def daemons() -> Iterator[list[Daemon]]:
             d.proc.wait()
 
 
-def _port_from_log(d: Daemon) -> int:
+def port_from_log(d: Daemon) -> int:
+    """The HTTP port from the start-up line, in logfmt or JSON."""
     found: list[int] = []
 
     def listening() -> bool:
-        m = re.search(r"listen=[^ ]*:(\d+)", d.text())
+        m = re.search(r'"?listen"?[=:] ?"?[^ "]*:(\d+)', d.text())
         if m:
             found.append(int(m.group(1)))
         return bool(m) or d.proc.poll() is not None
@@ -139,7 +140,7 @@ def test_run_reloads_on_sighup_and_stops_on_sigterm(
     d = Daemon(["run", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:0"],
                tmp_path / "log")
     daemons.append(d)
-    base = f"http://127.0.0.1:{_port_from_log(d)}"
+    base = f"http://127.0.0.1:{port_from_log(d)}"
     write_config(cfg, {"name": "b", "port": port, "tls": "none", "interval": "1h"})
     d.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: value(http(base + "/metrics")[1], "smtp_probe_success", relay="b") == 0)
@@ -251,7 +252,7 @@ def test_secrets_never_leave_the_process(
     d = Daemon(["run", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:0",
                 "--log.level", "debug"], tmp_path / "log", env=secrets)
     daemons.append(d)
-    base = f"http://127.0.0.1:{_port_from_log(d)}"
+    base = f"http://127.0.0.1:{port_from_log(d)}"
     wait_for(lambda: all(
         (value(http(base + "/metrics")[1], "smtp_probe_failures_total", relay=r,
                reason=reason) or 0) >= 2

@@ -18,7 +18,7 @@ from tests.conftest import auth
 from tests.helpers import http, value, wait_for
 from tests.servers.loop import ServerLoop
 from tests.servers.smtp import Recorder, start_relay
-from tests.test_cli import Daemon, _port_from_log
+from tests.test_cli import Daemon, port_from_log
 
 USER, PASSWORD = "canary@demo.test", "restart-imap-pass"
 
@@ -73,7 +73,7 @@ def test_sigterm_with_canaries_in_flight_loses_none(
         first = Daemon(["run", "--config.file", str(cfg), "--web.listen-address",
                         "127.0.0.1:0"], tmp_path / "log1", env=env)
         daemons.append(first)
-        base = f"http://127.0.0.1:{_port_from_log(first)}"
+        base = f"http://127.0.0.1:{port_from_log(first)}"
         # the first scheduled send comes within the first 10 s (the start spread)
         wait_for(lambda: (value(http(base + "/metrics")[1], "smtp_canary_sent_total",
                                 relay="relay") or 0) >= 1, timeout=20)
@@ -89,7 +89,7 @@ def test_sigterm_with_canaries_in_flight_loses_none(
         second = Daemon(["run", "--config.file", str(cfg), "--web.listen-address",
                          "127.0.0.1:0"], tmp_path / "log2", env=env)
         daemons.append(second)
-        base = f"http://127.0.0.1:{_port_from_log(second)}"
+        base = f"http://127.0.0.1:{port_from_log(second)}"
         labels = {"relay": "relay", "mailbox": "box"}
         wait_for(lambda: (value(http(base + "/metrics")[1], "smtp_canary_received_total",
                                 folder="inbox", **labels) or 0) >= 1, timeout=20)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from tests.helpers import http, value, wait_for
 from tests.servers.loop import ServerLoop
 from tests.servers.smtp import USER, Recorder, start_relay
 from tests.servers.tokens import error_reply, serve_tokens, token_reply
-from tests.test_cli import Daemon, run_cli
+from tests.test_cli import Daemon, port_from_log, run_cli
 
 SECRETS = {
     "SMTP_PASSWORD": "smtp-pw-Qx81-SECRET",
@@ -56,21 +55,6 @@ def imap(server_loop: ServerLoop, server_ctx: ssl.SSLContext) -> Iterator[DemoIM
     server_loop.run(server.start())
     yield server
     server_loop.run(server.stop())
-
-
-def _port(d: Daemon) -> int:
-    """The HTTP port from the start-up line, in logfmt or JSON."""
-    found: list[int] = []
-
-    def listening() -> bool:
-        m = re.search(r'"?listen"?[=:] ?"?[^ "]*:(\d+)', d.text())
-        if m:
-            found.append(int(m.group(1)))
-        return bool(m) or d.proc.poll() is not None
-
-    wait_for(listening, timeout=20)
-    assert found, d.text()
-    return found[0]
 
 
 def _relay(name: str, port: int, auth: dict[str, Any], *, tls: str = "starttls",
@@ -150,7 +134,7 @@ def test_secrets_appear_in_no_output(
                         "127.0.0.1:0", "--log.level", "debug", "--log.format", fmt],
                        tmp_path / f"log-{fmt}", env=SECRETS)
             daemons.append(d)
-            base = f"http://127.0.0.1:{_port(d)}"
+            base = f"http://127.0.0.1:{port_from_log(d)}"
 
             def failed_everywhere(base: str = base) -> bool:
                 text = http(base + "/metrics")[1]
