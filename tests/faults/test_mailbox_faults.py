@@ -8,9 +8,7 @@ import asyncio
 import logging
 import ssl
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -21,7 +19,8 @@ from tests.conftest import ENV, auth
 from tests.faults.proxy import Fault, FaultProxy
 from tests.helpers import eventually, value
 from tests.servers.loop import ServerLoop
-from tests.servers.smtp import Recorder, start_relay
+from tests.servers.mta import StoreRecorder
+from tests.servers.smtp import start_relay
 from tests.test_canary import (
     RB,
     Bed,
@@ -117,18 +116,6 @@ async def test_watched_folder_deleted_under_the_watcher(
                "Archive" for r in caplog.records)
 
 
-@dataclass
-class _StoreRecorder(Recorder):
-    """A relay recorder that delivers each message into the demo IMAP store."""
-
-    store: MailStore | None = None
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        assert self.store is not None
-        self.store.deliver(DEMO_USER, envelope.original_content or b"")
-        return "250 2.0.0 Ok: queued"
-
-
 DEMO_USER, DEMO_PASSWORD = "canary@demo.test", "demo-imap-pass"
 
 
@@ -144,7 +131,8 @@ async def test_fifty_thousand_unrelated_messages(
                       % (i, i))
     imap = DemoIMAPServer(store, users={DEMO_USER: DEMO_PASSWORD}, ssl_context=server_ctx)
     server_loop.run(imap.start())
-    relay = start_relay(server_loop, ctx=server_ctx, recorder=_StoreRecorder(store=store))
+    relay = start_relay(server_loop, ctx=server_ctx,
+                        recorder=StoreRecorder(store=store, user=DEMO_USER))
     try:
         doc = {
             "instance": "crowd", "state_dir": str(tmp_path / "state"),

@@ -7,9 +7,7 @@ import json
 import signal
 import ssl
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -17,28 +15,11 @@ from exporter.demo_imap import DemoIMAPServer, MailStore
 from tests.conftest import auth
 from tests.helpers import http, value, wait_for
 from tests.servers.loop import ServerLoop
-from tests.servers.smtp import Recorder, start_relay
+from tests.servers.mta import StoreRecorder
+from tests.servers.smtp import start_relay
 from tests.test_cli import Daemon, port_from_log
 
 USER, PASSWORD = "canary@demo.test", "restart-imap-pass"
-
-
-@dataclass
-class HoldingRecorder(Recorder):
-    """Accepts messages and keeps them until ``release`` files them into the IMAP store."""
-
-    store: MailStore | None = None
-    held: list[bytes] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.held.append(envelope.original_content or b"")
-        return "250 2.0.0 Ok: queued"
-
-    def release(self) -> None:
-        assert self.store is not None
-        held, self.held = self.held, []
-        for raw in held:
-            self.store.deliver(USER, raw)
 
 
 def test_sigterm_with_canaries_in_flight_loses_none(
@@ -51,7 +32,7 @@ def test_sigterm_with_canaries_in_flight_loses_none(
     store = MailStore()
     imap = DemoIMAPServer(store, users={USER: PASSWORD}, ssl_context=server_ctx)
     server_loop.run(imap.start())
-    recorder = HoldingRecorder(store=store)
+    recorder = StoreRecorder(store=store, user=USER, hold=True)
     relay = start_relay(server_loop, ctx=server_ctx, recorder=recorder)
     try:
         doc = {

@@ -1,5 +1,6 @@
-"""A relay that really delivers: aiosmtpd accepts with AUTH, stamps Authentication-Results as a
-receiving MX would, and hands each message to Dovecot (LMTP into INBOX, APPEND into Junk)."""
+"""Relays that really deliver: aiosmtpd accepts with AUTH and hands each message to Dovecot
+(stamping Authentication-Results as a receiving MX would; LMTP into INBOX, APPEND into Junk)
+or to the in-process IMAP server's store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from exporter.demo_imap import MailStore
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import Recorder
 
@@ -53,3 +55,32 @@ class DeliveringRecorder(Recorder):
         held, self.held = self.held, []
         for item in held:
             self._deliver(*item)
+
+
+@dataclass
+class StoreRecorder(Recorder):
+    """Recorder that files each message into ``user``'s INBOX of an in-process IMAP store
+    (exporter.demo_imap); ``hold`` keeps messages back until ``release``."""
+
+    store: MailStore | None = None
+    user: str = ""
+    hold: bool = False
+    held: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope)
+        raw = envelope.original_content or b""
+        if self.hold:
+            self.held.append(raw)
+        else:
+            self._deliver(raw)
+        return "250 2.0.0 Ok: queued"
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for raw in held:
+            self._deliver(raw)
+
+    def _deliver(self, raw: bytes) -> None:
+        assert self.store is not None
+        self.store.deliver(self.user, raw)
