@@ -14,16 +14,12 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.canaries import CanaryManager
-from exporter.canarystore import CanaryStore
+from exporter.canary import CanaryManager, CanaryStore
 from exporter.config import Config, ConfigError, load_config
-from exporter.dnschecks import DNSManager
-from exporter.dnsstore import DNSStore
+from exporter.dns import DNSManager, DNSStore
 from exporter.metrics import ExporterCollector
-from exporter.scheduler import ProbeFn, Scheduler
-from exporter.store import RelayInfo, ResultStore
-from exporter.web import WebServer
-from exporter.webguard import WebGuard
+from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler
+from exporter.web import WebGuard, WebServer
 
 __all__ = ["App", "relay_infos"]
 

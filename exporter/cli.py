@@ -21,12 +21,10 @@ from exporter.config import (
     load_config,
     parse_duration,
 )
+from exporter.dns import attach_dns, format_dns, probe_dns
 from exporter.logs import LEVELS, setup_logging
-from exporter.probes.smtp import probe_relay
-from exporter.report import format_table, result_to_dict
-from exporter.report_dns import attach_dns, format_dns, probe_dns
-from exporter.results import RelayResult
-from exporter.scheduler import token_source_for
+from exporter.relay import RelayResult, format_table, probe_relay, result_to_dict
+from exporter.smtp import token_source_for
 from exporter.web import parse_listen_address
 
 __all__ = ["DEFAULT_PORT", "main"]
@@ -126,7 +124,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config_file)
     web_ok = True
     if args.web_config:
-        from exporter.webconfig import load_web_config
+        from exporter.config import load_web_config
 
         try:
             load_web_config(args.web_config)

@@ -1,4 +1,5 @@
-"""Typed, frozen configuration loaded from YAML; every problem is reported with its path and fix."""
+"""Typed, frozen configuration loaded from YAML (and the web config file); every problem is
+reported with its path and fix. Imports nothing from the features above it."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from exporter.config.model import (
     Problem,
     RelayConfig,
 )
+from exporter.config.secret import REDACTED, Secret
 from exporter.config.values import parse_duration
-from exporter.providers import TLSMode
+from exporter.config.webconfig import RateLimit, WebConfig, load_web_config, watched_files
+from exporter.model import TLSMode
 
 __all__ = [
     "LOCATION_ENV",
+    "REDACTED",
     "AuthConfig",
     "AuthMechanism",
     "CanaryConfig",
@@ -34,11 +38,16 @@ __all__ = [
     "MailboxConfig",
     "OAuth2Config",
     "Problem",
+    "RateLimit",
     "RelayConfig",
+    "Secret",
     "TLSMode",
+    "WebConfig",
     "check_domains",
     "check_location",
     "load_config",
+    "load_web_config",
     "parse_config",
     "parse_duration",
+    "watched_files",
 ]

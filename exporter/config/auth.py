@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from exporter.config.model import NO_AUTH, AuthConfig, AuthMechanism, OAuth2Config
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
+from exporter.config.secret import Secret, SecretError, secret_from_env, secret_from_file
 from exporter.config.values import choice, is_ip, resolve_file, to_str, to_token_url
-from exporter.secrets import Secret, SecretError, secret_from_env, secret_from_file
 
 __all__ = ["parse_auth"]
 

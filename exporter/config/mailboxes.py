@@ -29,7 +29,7 @@ from exporter.config.values import (
     to_tls_mode,
     to_tls_version,
 )
-from exporter.providers import TLSMode
+from exporter.model import TLSMode
 
 __all__ = ["parse_mailboxes", "warn_unused_mailboxes"]
 

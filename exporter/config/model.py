@@ -6,9 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from exporter.providers import TLSMode
-from exporter.results import Reason
-from exporter.secrets import Secret
+from exporter.config.secret import Secret
+from exporter.model import Reason, TLSMode
 
 __all__ = [
     "NO_AUTH",

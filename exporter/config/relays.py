@@ -10,6 +10,7 @@ from functools import partial
 from exporter.config.auth import parse_auth
 from exporter.config.canary import parse_canary
 from exporter.config.model import NO_AUTH, AuthConfig, AuthMechanism, RelayConfig
+from exporter.config.presets import Preset, lookup_preset, preset_names
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys, read_list
 from exporter.config.transport import (
     check_ignored_tls_keys,
@@ -36,7 +37,7 @@ from exporter.config.values import (
     to_tls_mode,
     to_tls_version,
 )
-from exporter.providers import Preset, TLSMode, lookup_preset, preset_names
+from exporter.model import TLSMode
 
 __all__ = ["parse_defaults", "parse_relays"]
 

@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from exporter.config.reader import Reader
 from exporter.config.values import to_str
-from exporter.providers import TLSMode
+from exporter.model import TLSMode
 
 __all__ = ["check_ignored_tls_keys", "check_ports", "check_verification", "read_name"]
 

@@ -9,8 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from exporter.providers import TLSMode
-from exporter.results import Reason
+from exporter.model import Reason, TLSMode
 
 __all__ = [
     "choice",

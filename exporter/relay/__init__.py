@@ -1,0 +1,27 @@
+"""Relay probes: probe -> scheduler -> result store -> metric families, and the text and JSON
+reports of the probe command."""
+
+from __future__ import annotations
+
+from exporter.relay.metrics import relay_families
+from exporter.relay.probe import probe_relay
+from exporter.relay.report import format_table, iso_time, result_to_dict, status_word
+from exporter.relay.result import RelayResult
+from exporter.relay.scheduler import ProbeFn, Scheduler
+from exporter.relay.store import RelayInfo, RelayView, ResultStore, Snapshot
+
+__all__ = [
+    "ProbeFn",
+    "RelayInfo",
+    "RelayResult",
+    "RelayView",
+    "ResultStore",
+    "Scheduler",
+    "Snapshot",
+    "format_table",
+    "iso_time",
+    "probe_relay",
+    "relay_families",
+    "result_to_dict",
+    "status_word",
+]

@@ -1,0 +1,115 @@
+"""The relay probes' metric families, built from one ResultStore snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from exporter.histogram import Histogram
+from exporter.model import Phase, Reason
+from exporter.relay.store import Snapshot
+
+__all__ = ["relay_families"]
+
+
+def relay_families(snap: Snapshot) -> Iterator[Metric]:
+    info = GaugeMetricFamily(
+        "smtp_relay_info",
+        "Configured relays; always 1.",
+        labels=["relay", "host", "port", "tls", "auth", "preset", "tls_verify", "expect"],
+    )
+    success = GaugeMetricFamily(
+        "smtp_probe_success",
+        "1 if the last scheduled probe of the relay succeeded (or saw its expected failure).",
+        labels=["relay"],
+    )
+    duration = GaugeMetricFamily(
+        "smtp_probe_duration_seconds", "Duration of the last scheduled probe.", labels=["relay"]
+    )
+    last_run = GaugeMetricFamily(
+        "smtp_probe_last_run_timestamp_seconds",
+        "Unix time the last scheduled probe started; 0 before the first.",
+        labels=["relay"],
+    )
+    probes = CounterMetricFamily(
+        "smtp_probes_total", "Probes run since the exporter started.", labels=["relay"]
+    )
+    failures = CounterMetricFamily(
+        "smtp_probe_failures_total", "Failed probes by reason.", labels=["relay", "reason"]
+    )
+    failing = GaugeMetricFamily(
+        "smtp_probe_last_failure_info",
+        "1 for the reason of the current failure while the relay is failing, with its hint.",
+        labels=["relay", "reason", "phase", "hint"],
+    )
+    phases = HistogramMetricFamily(
+        "smtp_probe_phase_duration_seconds",
+        "Duration of each SMTP phase, over all probes.",
+        labels=["relay", "phase"],
+    )
+    not_after = GaugeMetricFamily(
+        "smtp_tls_cert_not_after_timestamp_seconds",
+        "Unix time the relay's certificate expires, from the last probe that completed TLS.",
+        labels=["relay"],
+    )
+    tls_info = GaugeMetricFamily(
+        "smtp_tls_info",
+        "TLS version and cipher of the last probe that completed TLS; always 1.",
+        labels=["relay", "version", "cipher"],
+    )
+    verified = GaugeMetricFamily(
+        "smtp_tls_cert_verified",
+        "1 if the certificate was verified (chain and host name) on the last TLS probe.",
+        labels=["relay"],
+    )
+    token_expiry = GaugeMetricFamily(
+        "smtp_oauth2_token_expiry_timestamp_seconds",
+        "Unix time the relay's cached OAuth2 access token expires.",
+        labels=["relay"],
+    )
+    token_failures = CounterMetricFamily(
+        "smtp_oauth2_token_refresh_failures_total",
+        "Failed OAuth2 token refreshes.",
+        labels=["relay"],
+    )
+    empty = Histogram()
+    for name, view in sorted(snap.relays.items()):
+        i = view.info
+        info.add_metric(
+            [name, i.host, str(i.port), i.tls, i.auth, i.preset, str(i.tls_verify).lower(),
+             i.expect],
+            1,
+        )
+        last = view.last
+        success.add_metric([name], 1 if last and last.success else 0)
+        duration.add_metric([name], last.duration if last else 0)
+        last_run.add_metric([name], last.started_at if last else 0)
+        probes.add_metric([name], view.probes)
+        for reason in Reason:
+            failures.add_metric([name, reason.value], view.failures.get(reason, 0))
+        if last is not None and last.reason is not None:
+            failing.add_metric(
+                [name, last.reason.value, (last.failed_phase or ""), last.hint or ""], 1
+            )
+        for phase in Phase:
+            hist = view.phases.get(phase, empty)
+            phases.add_metric([name, phase.value], hist.cumulative(), hist.total)
+        tls = view.tls
+        if tls is not None:
+            if tls.not_after is not None:
+                not_after.add_metric([name], tls.not_after)
+            tls_info.add_metric([name, tls.version, tls.cipher], 1)
+            verified.add_metric([name], 1 if tls.verified else 0)
+        if i.oauth2:
+            token_failures.add_metric([name], view.token_refresh_failures)
+            if view.token_expiry is not None:
+                token_expiry.add_metric([name], view.token_expiry)
+    yield from (info, success, duration, last_run, probes, failures, failing, phases)
+    yield from (not_after, tls_info, verified, token_expiry, token_failures)
+

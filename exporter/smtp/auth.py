@@ -1,0 +1,120 @@
+"""SMTP AUTH (RFC 4954): PLAIN, LOGIN, CRAM-MD5 and XOAUTH2, with redacted transcripts."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import time
+
+from exporter.config import AuthConfig, AuthMechanism
+from exporter.model import Phase, Reason
+from exporter.smtp.oauth2 import TokenError, TokenSource, xoauth2_string
+from exporter.smtp.session import SMTPSession
+
+__all__ = ["authenticate"]
+
+REDACTED = "***"
+
+
+def _b64(text: str | bytes) -> bytes:
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    return base64.b64encode(raw)
+
+
+async def authenticate(
+    session: SMTPSession, auth: AuthConfig, *, token_source: TokenSource | None = None
+) -> None:
+    """Log in with the configured mechanism; credentials never cross an unencrypted link
+    unless the relay allows it, and never reach the transcript."""
+    session.phase = Phase.AUTH
+    mech = auth.mechanism
+    name = mech.value.upper()
+    offered = [m.upper() for m in session.auth_mechanisms]
+    if not session.encrypted and not session.relay.allow_plaintext_auth:
+        if offered:
+            session.note(
+                "*", f"AUTH {' '.join(offered)} offered without TLS: credentials withheld"
+            )
+            return
+        raise session.fail(
+            Reason.AUTH_UNSUPPORTED, "no AUTH offered on the unencrypted connection"
+        )
+    if name not in offered:
+        what = f"offers AUTH {' '.join(offered)}" if offered else "offers no AUTH at all"
+        raise session.fail(
+            Reason.AUTH_UNSUPPORTED,
+            f"the server {what}; configured {mech.value}",
+            hint=(
+                f"set auth.mechanism to one of: {', '.join(o.lower() for o in offered)}"
+                if offered
+                else "the server offers no AUTH here: check port and TLS mode"
+            ),
+        )
+    token = ""
+    if mech is AuthMechanism.XOAUTH2:
+        if token_source is None:
+            raise session.fail(Reason.AUTH_FAILED, "no OAuth2 token source configured")
+        try:
+            token = (await token_source.token()).value.reveal()
+        except TokenError as exc:
+            raise session.fail(
+                Reason.AUTH_FAILED,
+                f"OAuth2 token refresh failed: {exc}",
+                hint="the token endpoint refused the refresh: check client id, secret and "
+                "refresh token",
+            ) from None
+    await _exchange(session, auth, token, start=time.perf_counter())
+
+
+async def _exchange(session: SMTPSession, auth: AuthConfig, token: str, *, start: float) -> None:
+    mech = auth.mechanism
+    user = auth.username or ""
+    password = auth.password.reveal() if auth.password is not None else ""
+    session.conceal(
+        password, _b64(password).decode(), _b64(f"\0{user}\0{password}").decode(), token,
+        xoauth2_string(user, token) if token else "",
+    )
+    if mech is AuthMechanism.PLAIN:
+        resp, at = await session.command(
+            b"AUTH", b"PLAIN", _b64(f"\0{user}\0{password}"), shown=f"AUTH PLAIN {REDACTED}"
+        )
+    elif mech is AuthMechanism.LOGIN:
+        resp, at = await session.command(b"AUTH", b"LOGIN")
+        if resp.code == 334:
+            resp, at = await session.command(_b64(user), shown=REDACTED)
+        if resp.code == 334:
+            resp, at = await session.command(_b64(password), shown=REDACTED)
+    elif mech is AuthMechanism.CRAM_MD5:
+        resp, at = await session.command(b"AUTH", b"CRAM-MD5")
+        if resp.code == 334:
+            try:
+                challenge = base64.b64decode(resp.message.strip(), validate=True)
+            except ValueError:
+                raise session.fail(
+                    Reason.PROTOCOL_ERROR, "CRAM-MD5 challenge is not base64"
+                ) from None
+            digest = hmac.new(password.encode("utf-8"), challenge, "md5").hexdigest()
+            resp, at = await session.command(_b64(f"{user} {digest}"), shown=REDACTED)
+    else:
+        resp, at = await session.command(
+            b"AUTH", b"XOAUTH2", xoauth2_string(user, token).encode("ascii"),
+            shown=f"AUTH XOAUTH2 {REDACTED}",
+        )
+        if resp.code == 334:
+            # The server explains the failure in a base64 JSON challenge; an empty line ends it.
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                session.note("*", "XOAUTH2 error: " + base64.b64decode(resp.message).decode())
+            resp, at = await session.command(b"", shown="")
+    session.phases[Phase.AUTH] = at - start  # a refusal is timed too: tarpits show here
+    if resp.code == 235:
+        return
+    if resp.code == 504:
+        raise session.fail(
+            Reason.AUTH_UNSUPPORTED, f"AUTH {mech.value} answered {session.last_reply}"
+        )
+    if 400 <= resp.code < 500:
+        raise session.fail(Reason.REJECTED_TEMPORARY, f"AUTH answered {session.last_reply}")
+    if 500 <= resp.code < 600:
+        raise session.fail(Reason.AUTH_FAILED, f"AUTH answered {session.last_reply}")
+    raise session.fail(Reason.PROTOCOL_ERROR, f"unexpected reply to AUTH: {session.last_reply}")

@@ -1,0 +1,539 @@
+"""A timed SMTP client session: every phase measured, every failure a ProbeError with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import ssl
+import time
+from typing import Any
+
+from aiosmtplib.errors import (
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+from aiosmtplib.esmtp import parse_esmtp_extensions
+from aiosmtplib.protocol import (
+    MAX_RESPONSE_LENGTH,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
+from aiosmtplib.response import SMTPResponse
+
+from exporter.config import RelayConfig, TLSMode
+from exporter.model import Phase, Reason, TLSInfo, TranscriptLine
+from exporter.smtp.kerneltime import StampedSocket
+from exporter.smtp.resolve import ResolveError, resolve_host
+from exporter.smtp.tlsinfo import (
+    client_context,
+    offered_tls_version,
+    port_sends_plain_greeting,
+    port_speaks_tls,
+    tls_info,
+    version_below,
+)
+
+__all__ = ["ProbeError", "SMTPSession"]
+
+MAX_TRANSCRIPT_LINES = 400
+_DOT = re.compile(rb"(?m)^\.")
+# Share of the probe's budget the greeting may use before the port is tested for implicit TLS.
+GREETING_SHARE = 0.8
+
+
+class ProbeError(Exception):
+    """A probed server failed in a named way; ``detail`` is one line without secrets."""
+
+    def __init__(
+        self,
+        phase: Phase,
+        reason: Reason,
+        detail: str,
+        *,
+        reply: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        detail = _printable(" ".join(detail.split())[:500])  # one line, whatever was sent
+        super().__init__(f"{phase}: {reason}: {detail}")
+        self.phase = phase
+        self.reason = reason
+        self.detail = detail
+        self.reply = reply
+        self.hint = hint
+
+
+class _TimedProtocol(SMTPProtocol):
+    """aiosmtplib's protocol, stamping when the connection is made and when a reply completes.
+
+    A reply's stamp is the kernel's receive time of its last packet (``StampedSocket``), so
+    time the event loop spends on other probes before it reads the socket, or before this
+    coroutine resumes, is not counted in the phase.
+    """
+
+    connected_at = 0.0
+    reply_at = 0.0
+    clock: StampedSocket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connected_at = time.perf_counter()
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        now = self.clock.rx_at if self.clock is not None else time.perf_counter()
+        waiter = self._response_waiter
+        if (
+            waiter is not None
+            and not waiter.done()
+            and getattr(self, "_response_pending", True)
+            and len(self._buffer) + len(data) <= MAX_RESPONSE_LENGTH
+            and not self._may_end_reply(data)
+        ):
+            # aiosmtplib parses the whole buffer again for every chunk that ends a line, which
+            # is quadratic for a long multi-line reply that arrives a line at a time (a
+            # 1,000-line EHLO blocked the event loop for 0.4 s); a chunk of "250-" lines only
+            # is buffered without parsing.
+            self._buffer.extend(data)
+            return
+        super().data_received(data)
+        if waiter is not None and waiter.done():
+            self.reply_at = now
+
+    def _may_end_reply(self, data: bytes) -> bool:
+        """Whether ``data`` completes a line that is not a continuation ("250-..."): a final
+        line, or one that is not SMTP at all, which the parser must see to refuse."""
+        buffer = self._buffer
+        partial = bytes(buffer[buffer.rfind(b"\n") + 1 :])
+        lines = (partial + data).split(b"\n")[:-1]
+        return not all(_continued(line) for line in lines)
+
+
+def _continued(line: bytes) -> bool:
+    """A reply line that aiosmtplib reads as "more lines follow": a code, then "-"."""
+    if line[3:4] != b"-":
+        return False
+    try:
+        int(line[:3])
+    except ValueError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """Server text as valid Unicode: bytes that were not UTF-8 (kept by aiosmtplib as lone
+    surrogates, which no page, log or JSON encoder accepts) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _reply_text(resp: SMTPResponse) -> str:
+    return _printable(f"{resp.code} {' '.join(resp.message.splitlines())}"[:500])
+
+
+def _status_reason(code: int) -> Reason:
+    if 400 <= code < 500:
+        return Reason.REJECTED_TEMPORARY
+    if 500 <= code < 600:
+        return Reason.REJECTED_PERMANENT
+    return Reason.PROTOCOL_ERROR
+
+
+class SMTPSession:
+    """One connection to a relay, driven step by step, recording phases and a transcript."""
+
+    def __init__(
+        self, relay: RelayConfig, *, nameservers: tuple[tuple[str, int], ...] = ()
+    ) -> None:
+        self.relay = relay
+        self.nameservers = nameservers
+        self.t0 = time.perf_counter()
+        self.deadline = self.t0 + relay.timeout
+        self.phases: dict[Phase, float] = {}
+        self.transcript: list[TranscriptLine] = []
+        self.tls: TLSInfo | None = None
+        self.extensions: dict[str, str] = {}
+        self.auth_mechanisms: list[str] = []
+        self.last_reply: str | None = None
+        self.phase: Phase = Phase.RESOLVE
+        self._proto: _TimedProtocol | None = None
+        self._addr: tuple[str, int] | None = None
+        self._connected_at = 0.0
+        self._omitted = 0
+        self.handed_over = False
+        self._concealed: list[str] = []
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        return self.tls is not None
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.perf_counter())
+
+    def conceal(self, *values: str) -> None:
+        """Never show these (a password, its base64 forms, a token), even when the server
+        echoes them back in a reply."""
+        self._concealed.extend(v for v in values if len(v) >= 4)
+        self._concealed.sort(key=len, reverse=True)
+
+    def _scrub(self, text: str) -> str:
+        for value in self._concealed:
+            text = text.replace(value, "***")
+        return text
+
+    def note(self, direction: str, text: str) -> None:
+        """Append a transcript line; very long conversations keep their head and tail."""
+        line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction,
+                              self._scrub(_printable(text[:1000])))
+        if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
+            self._omitted += 1
+            self.transcript[-1] = TranscriptLine(
+                line.offset, "*", f"... {self._omitted} more lines not kept ..."
+            )
+            return
+        self.transcript.append(line)
+
+    def _record_reply(self, resp: SMTPResponse) -> None:
+        self.last_reply = self._scrub(_reply_text(resp))
+        lines = resp.message.splitlines() or [""]
+        for i, text in enumerate(lines):
+            sep = " " if i == len(lines) - 1 else "-"
+            self.note("S", f"{resp.code}{sep}{text}")
+
+    def _proto_or_fail(self) -> _TimedProtocol:
+        if self._proto is None or not self._proto.is_connected:
+            raise ProbeError(self.phase, Reason.PROTOCOL_ERROR, "connection closed by the server")
+        return self._proto
+
+    def fail(self, reason: Reason, detail: str, *, hint: str | None = None) -> ProbeError:
+        return ProbeError(self.phase, reason, self._scrub(detail), reply=self.last_reply,
+                          hint=hint)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def command(self, *args: bytes, shown: str | None = None) -> tuple[SMTPResponse, float]:
+        """Send one command; return the reply and when it arrived (perf_counter).
+
+        If the command reached the kernel later than it was written (another thread held the
+        interpreter, the loop was busy), that wait is taken off the arrival time, so a phase
+        timed from before the command counts only the server's part."""
+        proto = self._proto_or_fail()
+        verb = args[0].decode("ascii", "replace")
+        self.note("C", shown if shown is not None else b" ".join(args).decode("utf-8", "replace"))
+        written = time.perf_counter()
+        try:
+            resp = await proto.execute_command(*args, timeout=self.remaining())
+        except SMTPTimeoutError:
+            raise self.fail(
+                Reason.TIMEOUT, f"no reply to {verb} within the probe timeout"
+            ) from None
+        except SMTPServerDisconnected:
+            raise self.fail(
+                Reason.PROTOCOL_ERROR, f"the server closed the connection after {verb}"
+            ) from None
+        except SMTPResponseException as exc:
+            raise self.fail(Reason.PROTOCOL_ERROR, f"bad reply to {verb}: {exc.message}") from None
+        self._record_reply(resp)
+        clock = proto.clock
+        held = clock.tx_at - written if clock is not None else 0.0
+        return resp, proto.reply_at - max(0.0, min(held, proto.reply_at - written))
+
+    def expect(self, resp: SMTPResponse, *codes: int, what: str) -> None:
+        """Raise the reason that fits ``resp`` unless its code is one of ``codes``."""
+        if resp.code not in codes:
+            raise self.fail(_status_reason(resp.code), f"{what} answered {_reply_text(resp)}")
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Resolve, connect, TLS (implicit or STARTTLS), greeting and EHLO."""
+        relay = self.relay
+        addrs = await self._resolve()
+        sock = await self._connect(addrs)
+        loop = asyncio.get_running_loop()
+        proto = _TimedProtocol(loop=loop)
+        proto.clock = sock
+        if relay.tls is TLSMode.IMPLICIT:
+            await self._implicit_tls(loop, proto, sock)
+        else:
+            await loop.create_connection(lambda: proto, sock=sock)
+            proto.connected_at = self._connected_at  # the greeting is timed from the handshake
+        self._proto = proto
+        await self._greeting(proto)
+        await self.ehlo(Phase.EHLO)
+        if relay.tls is TLSMode.STARTTLS:
+            await self._starttls(proto)
+
+    async def _resolve(self) -> list[str]:
+        self.phase = Phase.RESOLVE
+        start = time.perf_counter()
+        try:
+            addrs = await resolve_host(
+                self.relay.host, nameservers=self.nameservers, timeout=self.remaining()
+            )
+        except ResolveError as exc:
+            raise self.fail(Reason.DNS_ERROR, str(exc)) from None
+        self.phases[Phase.RESOLVE] = time.perf_counter() - start
+        self.note("*", f"resolved {self.relay.host} to {', '.join(addrs)}")
+        return addrs
+
+    async def _connect(self, addrs: list[str]) -> StampedSocket:
+        self.phase = Phase.CONNECT
+        loop = asyncio.get_running_loop()
+        port = self.relay.port
+        errors: list[str] = []
+        for addr in addrs:
+            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            sock = StampedSocket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.enable()
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.remaining()):
+                    await loop.sock_connect(sock, (addr, port))
+            except TimeoutError:
+                sock.close()
+                raise self.fail(
+                    Reason.CONNECT_TIMEOUT,
+                    f"no answer from {addr} port {port} within {self.relay.timeout:g}s",
+                ) from None
+            except OSError as exc:
+                sock.close()
+                text = os.strerror(exc.errno) if exc.errno else str(exc)
+                errors.append(f"{addr} port {port}: {text}")
+                continue
+            noticed = time.perf_counter()
+            # The kernel's handshake time, from the SYN going out, when it has one: the loop
+            # (or a thread holding the interpreter) may notice late.
+            rtt = sock.handshake_rtt()
+            syn = max(start, sock.syn_at)
+            connect = min(rtt, noticed - syn) if rtt is not None else noticed - start
+            self.phases[Phase.CONNECT] = connect
+            self._connected_at = (syn if rtt is not None else start) + connect
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._addr = (addr, port)
+            self.note("*", f"connected to {addr} port {port}")
+            return sock
+        raise self.fail(Reason.CONNECT_REFUSED, "; ".join(errors))
+
+    def _tls_context(self) -> ssl.SSLContext:
+        r = self.relay
+        return client_context(verify=r.tls_verify, ca_file=r.ca_file, min_version=r.tls_min_version)
+
+    @property
+    def _server_name(self) -> str:
+        return self.relay.tls_server_name or self.relay.host.strip("[]")
+
+    async def _tls_failure(self, exc: BaseException, *, implicit: bool) -> ProbeError:
+        """Name a failed handshake: bad certificate, wrong TLS mode, too old, or plain failure."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return self.fail(
+                Reason.TLS_CERT_INVALID, f"certificate verify failed: {exc.verify_message}"
+            )
+        text = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        self.note("*", f"TLS handshake failed: {text}")
+        if implicit and self._addr is not None:
+            greeting = await port_sends_plain_greeting(
+                self._addr, timeout=min(3.0, max(0.5, self.remaining()))
+            )
+            if greeting is not None:
+                port = self.relay.port
+                return self.fail(
+                    Reason.TLS_MODE_MISMATCH,
+                    f"port {port} sent a plain-text greeting ({greeting[:60]}) instead of TLS",
+                    hint=f"port {port} speaks plain SMTP with STARTTLS: set tls: starttls",
+                )
+        too_old = await self._too_old_tls(implicit=implicit)
+        if too_old is not None:
+            return too_old
+        return self.fail(Reason.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {text}")
+
+    async def _too_old_tls(self, *, implicit: bool) -> ProbeError | None:
+        """After a failed handshake: does the server complete one below tls_min_version?"""
+        minimum = self.relay.tls_min_version
+        if self._addr is None or minimum == "1.0":
+            return None
+        self.note("*", "testing whether the server speaks an older TLS version")
+        offered = await offered_tls_version(
+            self._addr,
+            starttls=not implicit,
+            ehlo_name=self.relay.ehlo_name,
+            timeout=min(3.0, max(0.5, self.remaining())),
+        )
+        if offered is None or not version_below(offered, minimum):
+            self.note("*", "no older TLS version either")
+            return None
+        self.note("*", f"a {offered} handshake succeeded")
+        return self.fail(
+            Reason.TLS_VERSION_TOO_OLD,
+            f"the server offers {offered} at most; tls_min_version is {minimum}",
+        )
+
+    async def _implicit_tls(
+        self, loop: asyncio.AbstractEventLoop, proto: _TimedProtocol, sock: socket.socket
+    ) -> None:
+        self.phase = Phase.TLS
+        ctx = self._tls_context()
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.remaining()):
+                transport, _ = await loop.create_connection(
+                    lambda: proto,
+                    sock=sock,
+                    ssl=ctx,
+                    server_hostname=self._server_name,
+                    ssl_handshake_timeout=max(0.001, self.remaining()),
+                )
+        except TimeoutError:
+            sock.close()
+            raise self.fail(Reason.TLS_HANDSHAKE_FAILED, "TLS handshake timed out") from None
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise await self._tls_failure(exc, implicit=True) from None
+        self.phases[Phase.TLS] = proto.connected_at - start
+        self._tls_established(transport.get_extra_info("ssl_object"))
+
+    def _tls_established(self, ssl_object: Any) -> None:
+        self.tls = tls_info(ssl_object, verified=self.relay.tls_verify)
+        if self.tls is not None:
+            t = self.tls
+            self.note("*", f"TLS {t.version} {t.cipher}, verified={t.verified}")
+
+    async def _greeting(self, proto: _TimedProtocol) -> None:
+        self.phase = Phase.GREETING
+        implicit = self.relay.tls is TLSMode.IMPLICIT
+        budget = self.remaining() * (1.0 if implicit else GREETING_SHARE)
+        problem: str
+        try:
+            resp = await proto.read_response(timeout=budget)
+        except SMTPTimeoutError:
+            problem = f"no greeting within {budget:.3g}s"
+        except SMTPServerDisconnected:
+            problem = "the server closed the connection before greeting"
+        except SMTPResponseException as exc:
+            raise self.fail(Reason.PROTOCOL_ERROR, f"bad greeting: {exc.message}") from None
+        else:
+            self._record_reply(resp)
+            self.phases[Phase.GREETING] = proto.reply_at - proto.connected_at
+            if resp.code != 220:
+                raise self.fail(_status_reason(resp.code), f"greeting {_reply_text(resp)}")
+            return
+        self.note("*", problem)
+        if not implicit and self._addr is not None:
+            self.note("*", "testing whether the port speaks implicit TLS")
+            speaks_tls = await port_speaks_tls(self._addr, timeout=max(0.5, self.remaining()))
+            self.note("*", "a TLS handshake succeeded" if speaks_tls else "no TLS either")
+            if speaks_tls:
+                port = self.relay.port
+                raise self.fail(
+                    Reason.TLS_MODE_MISMATCH,
+                    f"{problem}; port {port} answers a TLS handshake instead",
+                    hint=f"port {port} speaks implicit TLS: set tls: implicit",
+                )
+        reason = Reason.GREETING_TIMEOUT if "no greeting" in problem else Reason.PROTOCOL_ERROR
+        raise self.fail(reason, problem)
+
+    async def ehlo(self, phase: Phase) -> float:
+        """EHLO; records extensions and AUTH mechanisms. Returns when its reply arrived."""
+        self.phase = phase
+        start = time.perf_counter()
+        resp, at = await self.command(b"EHLO", self.relay.ehlo_name.encode("ascii"))
+        if phase is Phase.EHLO:
+            self.phases[Phase.EHLO] = at - start
+        self.expect(resp, 250, what="EHLO")
+        self.extensions, self.auth_mechanisms = parse_esmtp_extensions(resp.message)
+        return at
+
+    async def _starttls(self, proto: _TimedProtocol) -> None:
+        self.phase = Phase.TLS
+        if "starttls" not in self.extensions:
+            port = self.relay.port
+            raise self.fail(
+                Reason.STARTTLS_UNSUPPORTED,
+                f"EHLO on port {port} does not offer STARTTLS",
+                hint=(
+                    "the server offers no STARTTLS here: use its TLS port (587 or 465), "
+                    "or tls: none with allow_plaintext_auth only on a trusted network"
+                ),
+            )
+        ctx = self._tls_context()
+        start = time.perf_counter()
+        self.note("C", "STARTTLS")
+        try:
+            resp = await proto.start_tls(
+                ctx, server_hostname=self._server_name, timeout=self.remaining()
+            )
+        except SMTPResponseException as exc:
+            self.note("S", f"{exc.code} {exc.message}")
+            self.last_reply = f"{exc.code} {exc.message}"[:500]
+            reason = Reason.REJECTED_TEMPORARY if 400 <= exc.code < 500 else (
+                Reason.STARTTLS_UNSUPPORTED if 500 <= exc.code < 600 else Reason.PROTOCOL_ERROR
+            )
+            raise self.fail(reason, f"STARTTLS answered {exc.code} {exc.message}") from None
+        except SMTPTimeoutError:
+            raise self.fail(Reason.TLS_HANDSHAKE_FAILED, "STARTTLS handshake timed out") from None
+        except SMTPServerDisconnected:
+            self.note("*", "connection closed during the STARTTLS handshake")
+            raise await self._too_old_tls(implicit=False) or self.fail(
+                Reason.TLS_HANDSHAKE_FAILED, "connection closed during the STARTTLS handshake"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            raise await self._tls_failure(exc, implicit=False) from None
+        self._record_reply(resp)
+        transport = proto.transport
+        self._tls_established(transport.get_extra_info("ssl_object") if transport else None)
+        at = await self.ehlo(Phase.TLS)
+        self.phase = Phase.TLS
+        self.phases[Phase.TLS] = at - start
+
+    # -- envelope ----------------------------------------------------------------------------
+
+    async def timed(self, phase: Phase, *args: bytes, ok: tuple[int, ...], what: str) -> None:
+        """One command that is a phase of its own (MAIL, RCPT, QUIT)."""
+        self.phase = phase
+        start = time.perf_counter()
+        resp, at = await self.command(*args)
+        self.phases[phase] = at - start  # a refusal took this long too
+        self.expect(resp, *ok, what=what)
+
+    async def data(self, message: bytes) -> None:
+        """DATA, the message and the final reply: phase ``data``. Once the message is on the
+        wire, ``handed_over`` is set: a failure after it leaves the delivery uncertain."""
+        self.phase = Phase.DATA
+        start = time.perf_counter()
+        resp, _ = await self.command(b"DATA")
+        self.expect(resp, 354, what="DATA")
+        proto = self._proto_or_fail()
+        payload = _DOT.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+        self.note("C", f"<message, {len(payload)} bytes>")
+        self.handed_over = True
+        try:
+            proto.write(payload)
+            resp = await proto.read_response(timeout=self.remaining())
+        except SMTPTimeoutError:
+            raise self.fail(Reason.TIMEOUT, "no reply to the message within the timeout") from None
+        except SMTPServerDisconnected:
+            raise self.fail(
+                Reason.PROTOCOL_ERROR, "the server closed the connection after the message"
+            ) from None
+        except SMTPResponseException as exc:
+            raise self.fail(
+                Reason.PROTOCOL_ERROR, f"bad reply to the message: {exc.message}"
+            ) from None
+        self._record_reply(resp)
+        self.phases[Phase.DATA] = proto.reply_at - start
+        self.expect(resp, 250, what="the message")
+
+    async def quit(self) -> None:
+        """QUIT; a server that fumbles it has still done its job, so that is only noted."""
+        try:
+            await self.timed(Phase.QUIT, b"QUIT", ok=(221, 250), what="QUIT")
+        except ProbeError as exc:
+            self.note("*", f"QUIT not completed: {exc.detail}")
+
+    def close(self) -> None:
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.close()
+        self._proto = None

@@ -1,0 +1,219 @@
+"""The status page at ``/``: each relay, its last result, the transcript of its last failure."""
+
+from __future__ import annotations
+
+import time
+from html import escape
+
+from exporter import __version__
+from exporter.canary import CanarySnapshot
+from exporter.dns import DNSSnapshot, DomainReport, RelayDNSReport
+from exporter.model import Phase
+from exporter.relay import RelayResult, RelayView, Snapshot, iso_time, status_word
+from exporter.web.charts import latency_chart, phase_chart, phase_legend
+
+__all__ = ["render_status_page"]
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}.wait{color:#777}
+.warnc{color:#9a6700;font-weight:600}
+.warn{background:#fff8c5;padding:.4em .8em;border-left:4px solid #d4a72c;margin:.3em 0}
+pre{background:#f6f8fa;padding:.6em;overflow:auto;font-size:12px}
+small{color:#666}
+"""
+
+
+def _phase_cells(result: RelayResult | None) -> str:
+    cells = []
+    for phase in Phase:
+        value = result.phases.get(phase) if result else None
+        cells.append(f'<td class="num">{"" if value is None else f"{value * 1000:.1f}"}</td>')
+    return "".join(cells)
+
+
+def _status_cell(view: RelayView) -> str:
+    last = view.last
+    if last is None:
+        return '<td class="wait">waiting for first probe</td>'
+    css = "ok" if last.success else "fail"
+    return f'<td class="{css}">{escape(status_word(last))}</td>'
+
+
+def _tls_cell(view: RelayView, now: float) -> str:
+    tls = view.tls
+    if tls is None:
+        return "<td></td>"
+    text = f"{tls.version}"
+    if tls.not_after is not None:
+        text += f", expires {iso_time(tls.not_after)} ({(tls.not_after - now) / 86400:.0f} days)"
+    if not tls.verified:
+        text += ", <b>not verified</b>"
+        return f"<td>{escape(text).replace('&lt;b&gt;', '<b>').replace('&lt;/b&gt;', '</b>')}</td>"
+    return f"<td>{escape(text)}</td>"
+
+
+def _relay_row(name: str, view: RelayView, now: float) -> str:
+    last = view.last
+    i = view.info
+    where = f"{i.host}:{i.port} {i.tls}" + (f" (preset {i.preset})" if i.preset else "")
+    reason = last.reason.value if last and last.reason else ""
+    hint = last.hint if last and last.reason else ""
+    ago = f"{now - last.started_at:.0f}s ago" if last else ""
+    verify = "" if i.tls_verify or i.tls == "none" else ' <b class="fail">tls_verify off</b>'
+    return (
+        f"<tr><td><b>{escape(name)}</b><br><small>{escape(where)}</small>{verify}"
+        f"<br>{phase_chart(view.recent)}</td>"
+        f"{_status_cell(view)}<td>{escape(reason)}</td><td>{escape(hint or '')}"
+        f"{'<br><small>' + escape(last.reply or '') + '</small>' if last and last.reason else ''}"
+        f"</td>{_phase_cells(last)}{_tls_cell(view, now)}<td>{escape(ago)}<br>"
+        f"<small>{view.probes} probes, {sum(view.failures.values())} failed</small></td></tr>"
+    )
+
+
+def _failure_section(name: str, failure: RelayResult) -> str:
+    lines = "\n".join(
+        f"{t.offset * 1000:9.1f}ms {t.direction}: {t.text}" for t in failure.transcript
+    )
+    reason = failure.reason.value if failure.reason else ""
+    return (
+        f'<h3 id="fail-{escape(name)}">{escape(name)}: last failure, {escape(reason)} at '
+        f"{escape(iso_time(failure.started_at) or '')}</h3>"
+        f"<p>{escape(failure.hint or '')}<br><small>{escape(failure.detail or '')}</small></p>"
+        f"<pre>{escape(lines)}</pre>"
+    )
+
+
+def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
+    if canaries is None or not (canaries.pairs or canaries.mailboxes):
+        return ""
+    rows = []
+    for (relay, mailbox), pair in sorted(canaries.pairs.items()):
+        sender = canaries.senders.get(relay)
+        send = sender.last if sender else None
+        send_cell = "" if send is None else (
+            '<span class="ok">sent</span>' if send.success else
+            f'<span class="fail">{escape(send.reason.value if send.reason else "")}</span>'
+            f"<br><small>{escape(send.hint or '')}<br>{escape(send.reply or '')}</small>")
+        last = pair.last
+        if last is None:
+            seen = '<td class="wait" colspan="4">no canary seen yet</td>'
+        else:
+            verdicts = " ".join(
+                f'<span class="{_verdict_css(m, last.verdicts.get(m, "none"))}">'
+                f"{m}={escape(last.verdicts.get(m, 'none'))}</span>"
+                for m in ("spf", "dkim", "dmarc", "arc"))
+            aligned = "aligned" if last.dmarc_aligned else '<b class="fail">not aligned</b>'
+            folder_css = "ok" if last.folder == "inbox" else "fail"
+            receiver = ("" if last.receiver_delay is None
+                        else f" (stored after {last.receiver_delay:.1f}s)")
+            seen = (
+                f"<td>{last.latency:.2f}s{escape(receiver)}<br><small>"
+                f"{now - last.seen_at:.0f}s ago · {escape(last.token)}</small></td>"
+                f'<td class="{folder_css}">{escape(last.folder)}<br>'
+                f"<small>{escape(last.folder_name)}</small></td>"
+                f"<td>{verdicts}<br>{aligned}</td>"
+                f"<td><small>{escape(last.trusted_header or 'no trusted header')}</small></td>"
+            )
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(pair.received.items())) or "none"
+        rows.append(
+            f"<tr><td><b>{escape(relay)}</b> → {escape(mailbox)}<br>"
+            f"{latency_chart(pair.recent)}</td><td>{send_cell}</td>"
+            f"{seen}<td><small>received {escape(counts)}; in flight {pair.in_flight}; "
+            f"lost {pair.lost}; late {pair.late}</small></td></tr>")
+    boxes = []
+    for name, box in sorted(canaries.mailboxes.items()):
+        state = '<span class="ok">up</span>' if box.up else '<span class="fail">down</span>'
+        idle = {True: "IDLE", False: "polling", None: "?"}[box.idle_supported]
+        folders = ", ".join(f"{label}={folder}" for label, folder in box.folders)
+        boxes.append(f"<tr><td><b>{escape(name)}</b></td><td>{state}</td><td>{idle}</td>"
+                     f"<td>{escape(folders)}</td><td>{escape(box.error or '')}</td></tr>")
+    state_warning = "" if canaries.state_error is None else (
+        f'<div class="warn">Canary state not saved: {escape(canaries.state_error)}</div>')
+    return (
+        f"<h2>Canaries</h2>{state_warning}<table><tr><th>relay → mailbox</th><th>last send</th>"
+        "<th>last delivery</th><th>folder</th><th>verdicts</th>"
+        "<th>trusted Authentication-Results</th><th>counts</th></tr>"
+        + "".join(rows) + "</table><h2>Mailboxes</h2><table><tr><th>mailbox</th><th>state</th>"
+        "<th>watching</th><th>folders</th><th>last error</th></tr>" + "".join(boxes)
+        + "</table>"
+    )
+
+
+def _dns_section(dns: DNSSnapshot | None) -> str:
+    if dns is None or not (dns.domains or dns.relays):
+        return ""
+    rows = []
+    reports: list[tuple[str, DomainReport | RelayDNSReport | None]] = [
+        *sorted(dns.domains.items()), *sorted(dns.relays.items())]
+    for subject, report in reports:
+        if report is None:
+            rows.append(f'<tr><td><b>{escape(subject)}</b></td><td colspan="3" class="wait">'
+                        "not checked yet</td></tr>")
+            continue
+        for check in report.checks:
+            css = {"ok": "ok", "warning": "warnc", "error": "fail"}[check.status.value]
+            what = check.check + "".join(f" {x}" for x in (check.selector, check.zone) if x)
+            rows.append(f"<tr><td><b>{escape(subject)}</b></td><td>{escape(what)}</td>"
+                        f'<td class="{css}">{escape(check.status.value)}</td>'
+                        f"<td>{escape(check.message)}</td></tr>")
+    return ("<h2>DNS</h2><table><tr><th>domain or relay</th><th>check</th><th>status</th>"
+            "<th>what it found, and the fix</th></tr>" + "".join(rows) + "</table>")
+
+
+def _where(snap: Snapshot) -> str:
+    """Which exporter this is: its instance, and the location it probes from."""
+    parts = []
+    if snap.instance:
+        parts.append(f"instance <b>{escape(snap.instance)}</b>")
+    if snap.location:
+        parts.append(f"location <b>{escape(snap.location)}</b>")
+    return "".join(part + " · " for part in parts)
+
+
+def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
+                       dns: DNSSnapshot | None = None) -> str:
+    """The whole page as one HTML string; every value from the config or a server is escaped."""
+    now = time.time()
+    rows = "".join(_relay_row(n, v, now) for n, v in sorted(snap.relays.items()))
+    phase_heads = "".join(f"<th>{p.value} ms</th>" for p in Phase)
+    warnings = "".join(f'<div class="warn">{escape(w)}</div>' for w in snap.warnings)
+    reload = "" if snap.reload_ok else (
+        '<div class="warn">The last configuration reload failed; the previous configuration '
+        "is still running. See the log.</div>"
+    )
+    failures = "".join(
+        _failure_section(n, v.last_failure)
+        for n, v in sorted(snap.relays.items())
+        if v.last_failure is not None
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
+<title>smtp-canary-exporter</title><style>{_CSS}</style></head><body>
+<h1>smtp-canary-exporter</h1>
+<p><small>version {escape(__version__)} · {_where(snap)}config {escape(snap.config_source)} · up
+{now - snap.started_at:.0f}s · <a href="/metrics">metrics</a> ·
+<a href="/status.json">status.json</a></small></p>
+{reload}{warnings}
+<h2>Relays</h2>
+<p><small>Bars: the last probes' phases, {phase_legend()}; a red foot marks a failure.</small></p>
+<table><tr><th>relay</th><th>result</th><th>reason</th><th>hint / reply</th>{phase_heads}
+<th>TLS</th><th>last probe</th></tr>
+{rows}</table>
+{_canary_section(canaries, now)}
+{_dns_section(dns)}
+<h2>Last failed probes</h2>
+{failures or "<p>No probe has failed.</p>"}
+</body></html>
+"""
+
+
+def _verdict_css(method: str, result: str) -> str:
+    """pass is good; no ARC seal is normal for mail that was not forwarded; the rest is bad."""
+    if result == "pass":
+        return "ok"
+    return "wait" if method == "arc" and result == "none" else "fail"
