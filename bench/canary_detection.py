@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 import trustme  # noqa: E402
 
+from exporter.canary.mailbox import MailboxStatus, MailboxWatcher  # noqa: E402
+from exporter.canary.result import Arrival  # noqa: E402
+from exporter.canary.send import compose_canary, new_token  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
-from exporter.demo import make_certificate  # noqa: E402
-from exporter.demo_imap import DemoIMAPServer, MailStore  # noqa: E402
-from exporter.probes.canary import compose_canary, new_token  # noqa: E402
-from exporter.probes.imap import MailboxStatus, MailboxWatcher  # noqa: E402
-from exporter.results import Arrival  # noqa: E402
+from exporter.demo.imap import DemoIMAPServer, MailStore  # noqa: E402
+from exporter.demo.run import make_certificate  # noqa: E402
 from tests.servers.dovecot import dovecot_available, start_dovecot  # noqa: E402
 
 USERS = {"canary": "bench-pass"}

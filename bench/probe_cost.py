@@ -42,7 +42,7 @@ from common import (
     write_json,
 )
 
-from exporter.probes.smtp import probe_relay
+from exporter.relay.probe import probe_relay
 
 BLACKBOX = "prometheus-blackbox-exporter"
 

@@ -44,11 +44,11 @@ from common import (
     write_json,
 )
 
-import exporter.scheduler
 from exporter.app import App
 from exporter.config import RelayConfig
-from exporter.probes.smtp import probe_relay
-from exporter.results import RelayResult
+from exporter.relay.probe import probe_relay
+from exporter.relay.result import RelayResult
+from exporter.tasks import LoopClock
 
 SCRAPES = 20
 FETCH = """
@@ -64,15 +64,12 @@ print(times[len(times) // 2], size)
 """
 
 
-class _Due:
-    """Stands in for the scheduler's ``asyncio``: remembers when each task's sleep ends,
-    so a probe can tell how late it started."""
+class _Due(LoopClock):
+    """The scheduler's clock, remembering when each task's sleep ends, so a probe can tell
+    how late it started."""
 
     def __init__(self) -> None:
         self.due: dict[asyncio.Task[Any], float] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
 
     async def sleep(self, delay: float) -> None:
         task = asyncio.current_task()
@@ -83,7 +80,6 @@ class _Due:
 
 async def _run(relay: TruthRelay, tmp: Path, count: int, interval: float) -> dict[str, object]:
     due = _Due()
-    exporter.scheduler.asyncio = due  # type: ignore[assignment]
     slips: list[float] = []
     durations: list[float] = []
     failed = 0
@@ -101,7 +97,7 @@ async def _run(relay: TruthRelay, tmp: Path, count: int, interval: float) -> dic
     path = tmp / f"scale-{count}.yaml"
     path.write_text(relay_config(relay, count, interval=f"{interval:g}s", timeout="5s"))
     app = App(str(path), listen=("127.0.0.1", 0), environ={"BENCH_PASSWORD": PASSWORD},
-              probe=probe)
+              probe=probe, clock=due)
     cpu0, wall0 = time.process_time(), time.monotonic()
     await app.start()
     try:
@@ -123,7 +119,6 @@ async def _run(relay: TruthRelay, tmp: Path, count: int, interval: float) -> dic
         rss = rss_mib()
     finally:
         await app.stop()
-        exporter.scheduler.asyncio = asyncio
     return {
         "relays": count, "interval_s": interval, "window_s": round(wall, 1), "probes": probes,
         "failed": failed,

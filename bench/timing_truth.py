@@ -41,11 +41,12 @@ from common import (
 from exporter.app import relay_infos
 from exporter.config import Config
 from exporter.metrics import ExporterCollector
-from exporter.probes.session import SMTPSession
-from exporter.probes.smtp import probe_relay
-from exporter.results import Phase, RelayResult
-from exporter.store import ResultStore
-from exporter.web import WebServer
+from exporter.model import Phase
+from exporter.relay.probe import probe_relay
+from exporter.relay.result import RelayResult
+from exporter.relay.store import ResultStore
+from exporter.smtp.session import SMTPSession
+from exporter.web.server import WebServer
 
 PHASES = {"greeting": Phase.GREETING, "ehlo": Phase.EHLO, "auth": Phase.AUTH}
 

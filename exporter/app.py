@@ -19,6 +19,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.dns import DNSManager, DNSStore
 from exporter.metrics import ExporterCollector
 from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler
+from exporter.tasks import LOOP_CLOCK, Clock
 from exporter.web import WebGuard, WebServer
 
 __all__ = ["App", "relay_infos"]
@@ -57,6 +58,7 @@ class App:
         probe: ProbeFn | None = None,
         location: str = "",
         web_config: str | None = None,
+        clock: Clock = LOOP_CLOCK,
     ) -> None:
         self.config_path = config_path
         self.location = location
@@ -65,8 +67,10 @@ class App:
         self.environ = environ
         self.registry = registry if registry is not None else CollectorRegistry()
         self.store = ResultStore()
-        self.scheduler = Scheduler(self.store) if probe is None else Scheduler(
-            self.store, probe=probe
+        self.scheduler = (
+            Scheduler(self.store, clock=clock)
+            if probe is None
+            else Scheduler(self.store, probe=probe, clock=clock)
         )
         self.canary_store = CanaryStore()
         self.canaries = CanaryManager(self.canary_store)

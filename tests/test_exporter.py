@@ -15,7 +15,8 @@ import pytest
 
 from exporter.app import App
 from exporter.config import RelayConfig
-from exporter.results import Phase, Reason, RelayResult
+from exporter.model import Phase, Reason
+from exporter.relay.result import RelayResult
 from tests.conftest import ENV, auth, write_config
 from tests.helpers import assert_promtool_accepts, eventually, http, samples, value
 from tests.servers.loop import ServerLoop

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, parse_config
-from exporter.parsing.authresults import parse_authentication_results
-from exporter.parsing.dnsrecords import (
+from exporter.config.webconfig import load_web_config
+from exporter.dns.records import (
     parse_dkim_key,
     parse_dmarc,
     parse_mta_sts,
@@ -29,10 +29,10 @@ from exporter.parsing.dnsrecords import (
     parse_tag_list,
     parse_tls_rpt,
 )
-from exporter.parsing.spamheaders import is_spam_flagged, spam_scores
-from exporter.probes.session import ProbeError, _TimedProtocol
-from exporter.results import Phase, Reason
-from exporter.webconfig import load_web_config
+from exporter.headers.authresults import parse_authentication_results
+from exporter.headers.spam import is_spam_flagged, spam_scores
+from exporter.model import Phase, Reason
+from exporter.smtp.session import ProbeError, _TimedProtocol
 
 # -- SMTP replies ----------------------------------------------------------------------------
 

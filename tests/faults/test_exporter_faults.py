@@ -16,9 +16,11 @@ import pytest
 import yaml
 
 from exporter.app import App
-from exporter.probes.dns import DNSResolver, check_domain
-from exporter.probes.smtp import probe_relay
-from exporter.results import CheckStatus, Phase, Reason, RelayResult
+from exporter.dns.checks import DNSResolver, check_domain
+from exporter.dns.result import CheckStatus
+from exporter.model import Phase, Reason
+from exporter.relay.probe import probe_relay
+from exporter.relay.result import RelayResult
 from tests.conftest import ENV, make_relay
 from tests.faults.leaks import count, settled
 from tests.helpers import eventually, http, value

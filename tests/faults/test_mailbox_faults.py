@@ -14,14 +14,8 @@ import pytest
 import yaml
 
 from exporter.app import App
-from exporter.demo_imap import DemoIMAPServer, MailStore
-from tests.conftest import ENV, auth
-from tests.faults.proxy import Fault, FaultProxy
-from tests.helpers import eventually, value
-from tests.servers.loop import ServerLoop
-from tests.servers.mta import StoreRecorder
-from tests.servers.smtp import start_relay
-from tests.test_canary import (
+from exporter.demo.imap import DemoIMAPServer, MailStore
+from tests.canary.test_canary import (
     RB,
     Bed,
     metrics,
@@ -30,6 +24,12 @@ from tests.test_canary import (
     wait_metric,
     write,
 )
+from tests.conftest import ENV, auth
+from tests.faults.proxy import Fault, FaultProxy
+from tests.helpers import eventually, value
+from tests.servers.loop import ServerLoop
+from tests.servers.mta import StoreRecorder
+from tests.servers.smtp import start_relay
 
 
 def _edit(path: Path, **mailbox: object) -> Path:
@@ -97,7 +97,7 @@ async def test_watched_folder_deleted_under_the_watcher(
     """A configured folder deleted while the watcher runs is logged as not selectable; the
     mailbox stays up and the next canary is still found in the inbox. (The folders are
     written archive first: the watcher still IDLEs on the inbox.)"""
-    caplog.set_level(logging.INFO, logger="exporter.probes.imap")
+    caplog.set_level(logging.INFO, logger="exporter.canary.mailbox")
     done = await asyncio.to_thread(bed.dovecot._doveadm, "mailbox", "create", "-u", "canary",
                                    "Archive")
     assert done.returncode == 0, done.stderr

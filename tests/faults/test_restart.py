@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.demo_imap import DemoIMAPServer, MailStore
+from exporter.demo.imap import DemoIMAPServer, MailStore
 from tests.conftest import auth
 from tests.helpers import http, value, wait_for
 from tests.servers.loop import ServerLoop

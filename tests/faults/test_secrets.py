@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.demo_imap import DemoIMAPServer, MailStore
-from exporter.probes.smtp import probe_relay
+from exporter.demo.imap import DemoIMAPServer, MailStore
+from exporter.relay.probe import probe_relay
 from tests.conftest import make_config
 from tests.faults.proxy import Fault, FaultProxy
 from tests.helpers import http, value, wait_for

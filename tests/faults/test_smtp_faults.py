@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from exporter.app import App
+from exporter.canary.send import send_canary
 from exporter.config import CanaryConfig
-from exporter.probes.canary import send_canary
-from exporter.probes.smtp import probe_relay
-from exporter.results import Phase, Reason
+from exporter.model import Phase, Reason
+from exporter.relay.probe import probe_relay
 from tests.conftest import ENV, auth, make_config
 from tests.faults.leaks import count, settled
 from tests.faults.proxy import Fault, FaultProxy

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from exporter.demo_imap import MailStore
+from exporter.demo.imap import MailStore
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import Recorder
 

@@ -1,7 +1,7 @@
 """Generate the Grafana alerting provisioning file from dashboards/alerts.yaml.
 
 Run from anywhere:  python dashboards/provisioning/alerting/generate.py
-tests/test_grafana_alerting.py fails when the committed file differs from this output.
+tests/dashboards/test_grafana_alerting.py fails when the committed file differs from this output.
 """
 
 from __future__ import annotations

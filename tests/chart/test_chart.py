@@ -1,0 +1,447 @@
+"""The Helm chart, rendered and linted by Helm's own Go code (helm-python-sdk): every object
+passes Kubernetes' strict schemas, the ServiceMonitor and PrometheusRule pass the Prometheus
+Operator's, the rules pass promtool, and each values file does what a user expects."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import exporter
+from exporter.config import parse_config
+from exporter.config.loader import _TOP_KEYS
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "smtp-canary-exporter"
+DATA = ROOT / "tests" / "data" / "chart"
+ALERTS = ROOT / "dashboards" / "alerts.yaml"
+KUBE_VERSION = "1.34.0"
+OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
+
+
+def _need(module: str) -> Any:
+    """Import a tool the chart tests need: skipped without it, except in CI."""
+    try:
+        return __import__(module)
+    except ImportError:
+        message = f"{module} is not installed: pip install -e '.[test]'"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def helm_cli() -> Any:
+    _need("helm_python")
+    from tests.chart import helm_cli
+
+    return helm_cli
+
+
+@pytest.fixture(scope="module")
+def render(helm_cli: Any) -> Callable[..., list[dict[str, Any]]]:
+    def run(values: dict[str, Any] | None = None, release: str = "mail") -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = helm_cli.render_documents(CHART, values, release=release,
+                                                               namespace="monitoring")
+        return docs
+
+    return run
+
+
+def values_file(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((DATA / name).read_text())
+    return doc
+
+
+def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = kinds(docs, kind)
+    assert len(found) == 1, f"{len(found)} {kind} objects"
+    return found[0]
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return spec
+
+
+def rendered_config(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    cm = next(d for d in kinds(docs, "ConfigMap") if "config.yaml" in d["data"])
+    doc: dict[str, Any] = yaml.safe_load(cm["data"]["config.yaml"])
+    return doc
+
+
+# -- validators ---------------------------------------------------------------------------------
+
+def _strict(schema: Any) -> Any:
+    """Every object with declared properties refuses others (the operator's CRDs do too, for
+    the keys Kubernetes prunes: a typo there would silently vanish)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def operator_schemas() -> dict[str, Any]:
+    _need("cloudcoil.models.prometheus_operator")
+    jsonschema = _need("jsonschema")
+    from cloudcoil.models.prometheus_operator import v1
+
+    return {
+        kind: jsonschema.Draft202012Validator(
+            _strict(getattr(v1, kind).model_json_schema(by_alias=True)))
+        for kind in OPERATOR_KINDS
+    }
+
+
+def validate_all(docs: list[dict[str, Any]], operator_schemas: dict[str, Any]) -> None:
+    """Kubernetes objects against the strict schemas of KUBE_VERSION, operator objects
+    against the Prometheus Operator's schemas."""
+    kv = _need("kubernetes_validate")
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in OPERATOR_KINDS:
+            errors = [f"{'/'.join(map(str, e.path))}: {e.message}"
+                      for e in operator_schemas[doc["kind"]].iter_errors(doc)]
+            assert not errors, f"{name}: {errors}"
+        else:
+            try:
+                kv.validate(doc, KUBE_VERSION, strict=True)
+            except kv.ValidationError as exc:
+                pytest.fail(f"{name}: {exc}")
+
+
+def promtool_check_rules(rule: dict[str, Any], tmp_path: Path) -> str:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing in CI: .ci/run installs the prometheus package")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    path = tmp_path / "rendered-rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+# -- lint and schema ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [None, "all-on.yaml", "two-locations.yaml",
+                                  "existing-secret.yaml"])
+def test_helm_lint_strict_passes(helm_cli: Any, name: str | None) -> None:
+    """`helm lint --strict` finds nothing with the default values or any tested values file."""
+    assert helm_cli.lint(CHART, values_file(name) if name else None, strict=True) == []
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("typo.yaml", "at '/serviceMonitor': additional properties 'enabeld' not allowed"),
+    ("wrong-type.yaml", "at '/service/port': got string, want integer"),
+])
+def test_schema_refuses_typos_and_wrong_types(helm_cli: Any, name: str, message: str) -> None:
+    """A misspelt key or a wrong type fails rendering with the path of the culprit."""
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError) as caught:
+        helm_cli.render(CHART, values_file(name))
+    assert message in str(caught.value)
+    assert helm_cli.lint(CHART, values_file(name), strict=True) != []
+
+
+def test_schema_knows_the_exporters_config_keys() -> None:
+    """The schema's config: keys are exactly the exporter's top-level keys, so a typo there
+    fails at install rather than in a crash-looping pod."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert set(schema["properties"]["config"]["properties"]) == set(_TOP_KEYS)
+
+
+def test_chart_version_follows_the_package() -> None:
+    """appVersion is the package version, so the default image tag is the matching build."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert (chart["apiVersion"], chart["appVersion"]) == ("v2", exporter.__version__)
+
+
+def test_packaged_chart_carries_the_rules_and_dashboards(helm_cli: Any, tmp_path: Path) -> None:
+    """`helm package` resolves the chart's link to dashboards/: the archive holds the alert
+    rules and every dashboard (and not the screenshot or the Grafana provisioning files), and
+    renders the same objects as the directory."""
+    import tarfile
+
+    import helm_python
+
+    values = {"prometheusRule": {"enabled": True}, "dashboards": {"enabled": True}}
+    with helm_python.Chart.load(str(CHART)) as chart:
+        archive = chart.save(str(tmp_path))
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    shipped = {f"smtp-canary-exporter/dashboards/{p.name}"
+               for p in (ROOT / "dashboards").glob("*.json")}
+    assert shipped | {"smtp-canary-exporter/dashboards/alerts.yaml"} == {
+        n for n in names if n.startswith("smtp-canary-exporter/dashboards/")}
+    assert helm_cli.render(archive, values) == helm_cli.render(CHART, values)
+
+
+def test_helm_cli_commands(helm_cli: Any) -> None:
+    """The documented commands: `lint --strict` exits 0 on the chart and 1 on a typo, and
+    `template` prints the objects `helm template` would, with their sources."""
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / "tests" / "chart" / "helm_cli.py"),
+                               *args], capture_output=True, text=True, timeout=120,
+                              check=False, cwd=ROOT)
+
+    assert run("lint", str(CHART), "--strict").returncode == 0
+    typo = run("lint", str(CHART), "--strict", "-f", str(DATA / "typo.yaml"))
+    assert typo.returncode == 1 and "enabeld" in typo.stdout
+    out = run("template", "mail", str(CHART), "-n", "monitoring",
+              "-f", str(DATA / "two-locations.yaml"), "--set", "image.tag=1.2.3")
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"] == [
+        "mail-smtp-canary-exporter-eu-west", "mail-smtp-canary-exporter-us-east"]
+    assert "# Source: smtp-canary-exporter/templates/deployment.yaml" in out.stdout
+    assert "image: \"ghcr.io/smtp-canary-exporter/smtp-canary-exporter:1.2.3\"" in out.stdout
+
+
+# -- the rendered objects -----------------------------------------------------------------------
+
+def test_defaults_render_a_hardened_working_deployment(
+    render: Callable[..., list[dict[str, Any]]], operator_schemas: dict[str, Any]
+) -> None:
+    """Default values: one Deployment, non-root with a read-only root and no capabilities,
+    probes on /-/healthy and /-/ready, state on an emptyDir, and a config the exporter
+    itself accepts; nothing optional is rendered."""
+    docs = render()
+    validate_all(docs, operator_schemas)
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service",
+                                               "ServiceAccount"]
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(deployment)
+    assert c["image"] == f"ghcr.io/smtp-canary-exporter/smtp-canary-exporter:{exporter.__version__}"
+    assert c["args"] == ["run", "--config.file=/etc/smtp-canary-exporter/config.yaml",
+                         "--web.listen-address=:9925"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    assert c["resources"]["limits"]["memory"]
+    assert {"name": "state", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "SMTP_CANARY_INSTANCE", "value": "mail-smtp-canary-exporter"} in c["env"]
+    assert "location" not in deployment["spec"]["selector"]["matchLabels"]
+    config = parse_config(yaml.safe_dump(rendered_config(docs)), environ={})
+    assert [r.name for r in config.relays] == ["gmail-reachability"]
+    service = one(docs, "Service")
+    assert service["spec"]["ports"][0]["port"] == 9925
+
+
+def test_every_toggle_on(render: Callable[..., list[dict[str, Any]]],
+                         operator_schemas: dict[str, Any], tmp_path: Path) -> None:
+    """all-on.yaml renders every optional object, each valid; secrets reach the pods only
+    through the Secret; the exporter accepts the rendered config with those secrets set."""
+    values = values_file("all-on.yaml")
+    docs = render(values)
+    validate_all(docs, operator_schemas)
+    assert sorted({d["kind"] for d in docs}) == [
+        "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "PrometheusRule",
+        "Secret", "Service", "ServiceAccount", "ServiceMonitor"]
+    config_text = next(d for d in kinds(docs, "ConfigMap") if "config.yaml" in d["data"])
+    for secret in values["secret"]["data"].values():
+        assert secret not in json.dumps(config_text)
+    secret = one(docs, "Secret")
+    assert set(secret["data"]) == set(values["secret"]["data"])
+    env = dict(values["secret"]["data"])
+    parse_config(yaml.safe_dump(rendered_config(docs)), environ=env)
+    for deployment in kinds(docs, "Deployment"):
+        c = container(deployment)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert {"checksum/config", "checksum/secret", "example.com/team"} <= set(annotations)
+        assert c["envFrom"] == [{"secretRef": {"name": "mail-smtp-canary-exporter"}}]
+        assert "--log.level=debug" in c["args"]
+        assert {"name": "TZ", "value": "UTC"} in c["env"]
+        assert {"name": "SMTP_CANARY_INSTANCE", "value": "prod"} in c["env"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["affinity"]["podAntiAffinity"]
+        assert pod["priorityClassName"] == "monitoring"
+        claim = next(v for v in pod["volumes"] if v["name"] == "state")
+        claim_name = claim["persistentVolumeClaim"]["claimName"]
+        assert claim_name == deployment["metadata"]["name"] + "-state"
+    policy = one(docs, "NetworkPolicy")
+    ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
+    # DNS (UDP and TCP), the postfix relay, OAuth2 (extra), presets (465, 587), IMAPS.
+    assert ports == [53, 53, 443, 465, 587, 993, 2525]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    dashboards = next(d for d in kinds(docs, "ConfigMap") if d["metadata"]["name"].endswith(
+        "-dashboards"))
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboards["metadata"]["annotations"] == {"grafana_folder": "Mail"}
+    shipped = sorted(p.name for p in (ROOT / "dashboards").glob("*.json"))
+    assert sorted(dashboards["data"]) == [f"smtp-canary-exporter-{n}" for n in shipped]
+    for name, text in dashboards["data"].items():
+        assert "${DS_PROMETHEUS}" not in text, name
+        assert json.loads(text)["uid"]
+    rule = one(docs, "PrometheusRule")
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert "SMTPExporterScrapeMissing" not in {r["alert"] for r in alerts}
+    assert all(r["labels"]["team"] == "mail" for r in alerts)
+    assert "SUCCESS" in promtool_check_rules(rule, tmp_path)
+
+
+def test_two_locations(render: Callable[..., list[dict[str, Any]]],
+                       operator_schemas: dict[str, Any]) -> None:
+    """One Deployment per location, each pod labelled with its location and told it by flag,
+    one Service over both, and the ServiceMonitor turning the label into a target label."""
+    docs = render(values_file("two-locations.yaml"))
+    validate_all(docs, operator_schemas)
+    deployments = {d["metadata"]["name"]: d for d in kinds(docs, "Deployment")}
+    assert sorted(deployments) == ["mail-smtp-canary-exporter-eu-west",
+                                   "mail-smtp-canary-exporter-us-east"]
+    selectors = []
+    for location in ("eu-west", "us-east"):
+        d = deployments[f"mail-smtp-canary-exporter-{location}"]
+        pod = d["spec"]["template"]
+        assert pod["metadata"]["labels"]["location"] == location
+        assert d["spec"]["selector"]["matchLabels"]["location"] == location
+        assert f"--exporter.location={location}" in container(d)["args"]
+        assert pod["spec"]["nodeSelector"] == {"topology.kubernetes.io/region":
+                                               f"{location[:2]}-{location[3:]}-1"}
+        assert d["spec"]["replicas"] == 1
+        assert container(d)["envFrom"] == [{"secretRef": {"name": "ses-credentials"}}]
+        selectors.append(d["spec"]["selector"]["matchLabels"])
+        service_selector = one(docs, "Service")["spec"]["selector"]
+        assert service_selector.items() <= pod["metadata"]["labels"].items()
+    assert selectors[0] != selectors[1]
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["spec"]["podTargetLabels"] == ["location"]
+    assert monitor["spec"]["selector"]["matchLabels"] == one(docs, "Service")["spec"]["selector"]
+    assert not kinds(docs, "Secret")
+
+
+def test_existing_secret_as_files(render: Callable[..., list[dict[str, Any]]],
+                                  operator_schemas: dict[str, Any]) -> None:
+    """existingSecret with exposeAs: files mounts that Secret read-only where the config's
+    password_file points, and the chart makes no Secret of its own."""
+    docs = render(values_file("existing-secret.yaml"))
+    validate_all(docs, operator_schemas)
+    assert not kinds(docs, "Secret")
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
+    assert volume["secret"]["secretName"] == "mail-probe-credentials"
+    mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "secrets")
+    assert mount == {"name": "secrets", "mountPath": "/etc/smtp-canary-exporter/secrets",
+                     "readOnly": True}
+    assert "envFrom" not in container(deployment)
+    assert "checksum/secret" not in deployment["spec"]["template"]["metadata"]["annotations"]
+    relay = rendered_config(docs)["relays"][0]
+    assert relay["auth"]["password_file"].startswith(mount["mountPath"] + "/")
+
+
+def test_config_change_rolls_the_pods(render: Callable[..., list[dict[str, Any]]]) -> None:
+    """A change to the config changes the pod template's checksum, so Kubernetes rolls it."""
+    def checksum(values: dict[str, Any] | None) -> str:
+        d = one(render(values), "Deployment")
+        return str(d["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    changed = {"config": {"relays": [{"name": "other", "preset": "gmail",
+                                      "auth": {"mechanism": "none"}}]}}
+    assert checksum(None) != checksum(changed)
+    assert checksum(None) == checksum(None)
+
+
+# -- alert rules --------------------------------------------------------------------------------
+
+def _rules(render: Callable[..., list[dict[str, Any]]],
+           thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {"prometheusRule": {"enabled": True}}
+    if thresholds:
+        values["prometheusRule"]["thresholds"] = thresholds
+    return one(render(values), "PrometheusRule")
+
+
+def test_rules_at_defaults_are_alerts_yaml(render: Callable[..., list[dict[str, Any]]],
+                                           operator_schemas: dict[str, Any],
+                                           tmp_path: Path) -> None:
+    """With default thresholds the PrometheusRule carries dashboards/alerts.yaml unchanged,
+    and promtool accepts it."""
+    rule = _rules(render)
+    validate_all([rule], operator_schemas)
+    assert rule["spec"]["groups"] == yaml.safe_load(ALERTS.read_text())["groups"]
+    out = promtool_check_rules(rule, tmp_path)
+    count = sum(len(g["rules"]) for g in rule["spec"]["groups"])
+    assert f"SUCCESS: {count} rules found" in out
+
+
+@pytest.mark.parametrize(("thresholds", "alert", "expr_has", "text_has"), [
+    ({"canaryDeliverySlowSeconds": 120}, "SMTPCanaryDeliverySlow", ") > 120",
+     "(threshold 120s)"),
+    ({"canaryLostWindow": "2h"}, "SMTPCanaryLost", "[2h]", "in the last 2h"),
+    ({"certificateExpiringSoonDays": 21}, "SMTPRelayCertificateExpiringSoon", "< 21 * 86400",
+     "within 21 days"),
+    ({"certificateExpiringDays": 7}, "SMTPRelayCertificateExpiring", "< 7 * 86400",
+     "within 7 days"),
+])
+def test_an_overridden_threshold_changes_its_rule_only(
+    render: Callable[..., list[dict[str, Any]]], tmp_path: Path, thresholds: dict[str, Any],
+    alert: str, expr_has: str, text_has: str
+) -> None:
+    """Overriding one threshold rewrites that alert's expression and the text that quotes
+    it; every other rule stays as alerts.yaml has it, and promtool still accepts the rules."""
+    rule = _rules(render, thresholds)
+    source = {r["alert"]: r for g in yaml.safe_load(ALERTS.read_text())["groups"]
+              for r in g["rules"]}
+    rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert rendered.keys() == source.keys()
+    changed = rendered.pop(alert)
+    assert expr_has in changed["expr"] and expr_has not in source[alert]["expr"]
+    assert text_has in json.dumps(changed["annotations"])
+    expected = copy.deepcopy(source)
+    expected.pop(alert)
+    assert rendered == expected
+    promtool_check_rules(rule, tmp_path)
+
+
+# -- the README ---------------------------------------------------------------------------------
+
+def _leaf_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in {
+                "config", "podSecurityContext", "securityContext", "resources",
+                "livenessProbe", "readinessProbe"}:
+            keys |= _leaf_keys(value, path + ".")
+        else:
+            keys.add(path)
+    return keys
+
+
+def test_readme_documents_every_value() -> None:
+    """The chart README's values table has a row for every value, and no row for a value that
+    does not exist."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE))
+    assert rows == _leaf_keys(values)
