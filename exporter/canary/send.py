@@ -3,7 +3,6 @@ over the same timed session as the probe."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import time
@@ -12,9 +11,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formatdate
 
 from exporter.canary.result import CanarySent
-from exporter.config import AuthMechanism, CanaryConfig, RelayConfig
-from exporter.model import HINTS, Phase, Reason
-from exporter.smtp import ProbeError, SMTPSession, TokenSource, authenticate
+from exporter.config import CanaryConfig, RelayConfig
+from exporter.model import Phase
+from exporter.smtp import ProbeError, SMTPSession, TokenSource, attempt
 
 __all__ = [
     "CANARY_HEADER",
@@ -90,46 +89,37 @@ async def send_canary(
     """Send one canary to every configured recipient; phases mail, rcpt and data are timed."""
     token = token or new_token(instance)
     started_at = time.time()
-    session = SMTPSession(relay, nameservers=nameservers)
     accepted: list[str] = []
-    failure: ProbeError | None = None
     sent_at: float | None = None
-    try:
-        async with asyncio.timeout(relay.timeout + 2.0):
-            await session.open()
-            if relay.auth.mechanism is not AuthMechanism.NONE:
-                await authenticate(session, relay.auth, token_source=token_source)
-            accepted = await _envelope(session, canary)
-            message = compose_canary(token=token, relay=relay.name, sender=canary.sender,
-                                     recipients=accepted, now=time.time())
-            await session.data(message)
-            sent_at = time.time()
-            await session.quit()
-    except ProbeError as exc:
-        failure = exc
-    except TimeoutError:
-        failure = ProbeError(session.phase, Reason.TIMEOUT,
-                             f"send exceeded {relay.timeout:g}s", reply=session.last_reply)
-    finally:
-        session.close()
-    uncertain = failure is not None and session.handed_over
+
+    async def steps(session: SMTPSession) -> None:
+        nonlocal accepted, sent_at
+        accepted = await _envelope(session, canary)
+        message = compose_canary(token=token, relay=relay.name, sender=canary.sender,
+                                 recipients=accepted, now=time.time())
+        await session.data(message)
+        sent_at = time.time()
+
+    run = await attempt(relay, steps, what="send", nameservers=nameservers,
+                        token_source=token_source)
+    uncertain = run.failure is not None and run.handed_over
     if uncertain:
         sent_at = time.time()
     return CanarySent(
         relay=relay.name,
         token=token,
-        success=failure is None,
+        success=run.failure is None,
         started_at=started_at,
         sent_at=sent_at,
         uncertain=uncertain,
-        accepted=tuple(accepted) if (failure is None or uncertain) else (),
-        phases=dict(session.phases),
-        reason=failure.reason if failure else None,
-        hint=(failure.hint or HINTS[failure.reason]) if failure else None,
-        detail=failure.detail if failure else None,
-        reply=failure.reply if failure and failure.reply else session.last_reply,
-        failed_phase=failure.phase if failure else None,
-        transcript=tuple(session.transcript),
+        accepted=tuple(accepted) if (run.failure is None or uncertain) else (),
+        phases=run.phases,
+        reason=run.reason,
+        hint=run.hint,
+        detail=run.detail,
+        reply=run.reply,
+        failed_phase=run.failed_phase,
+        transcript=run.transcript,
     )
 
 

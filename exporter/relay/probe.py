@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-from exporter.config import AuthMechanism, RelayConfig
+from exporter.config import RelayConfig
 from exporter.model import HINTS, Phase, Reason
 from exporter.relay.result import RelayResult
-from exporter.smtp import ProbeError, SMTPSession, TokenSource, authenticate
+from exporter.smtp import Attempt, SMTPSession, TokenSource, attempt
 
 __all__ = ["probe_relay"]
-
-# Added to the relay's timeout as a last resort; every phase has its own deadline before it.
-BACKSTOP = 2.0
-
 
 async def probe_relay(
     relay: RelayConfig,
@@ -24,29 +19,14 @@ async def probe_relay(
 ) -> RelayResult:
     """Resolve, connect, greet, EHLO, TLS, AUTH, optionally MAIL/RCPT, and QUIT, each timed."""
     started_at = time.time()
-    session = SMTPSession(relay, nameservers=nameservers)
-    failure: ProbeError | None = None
-    try:
-        async with asyncio.timeout(relay.timeout + BACKSTOP):
-            await session.open()
-            if relay.auth.mechanism is not AuthMechanism.NONE:
-                await authenticate(session, relay.auth, token_source=token_source)
-            if relay.rcpt_check:
-                await _rcpt_check(session, relay)
-            await session.quit()
-    except ProbeError as exc:
-        failure = exc
-    except TimeoutError:
-        failure = ProbeError(
-            session.phase,
-            Reason.TIMEOUT,
-            f"probe exceeded {relay.timeout:g}s",
-            reply=session.last_reply,
-        )
-    finally:
-        session.close()
-    duration = time.perf_counter() - session.t0
-    return _result(relay, session, failure, started_at=started_at, duration=duration)
+
+    async def steps(session: SMTPSession) -> None:
+        if relay.rcpt_check:
+            await _rcpt_check(session, relay)
+
+    run = await attempt(relay, steps, what="probe", nameservers=nameservers,
+                        token_source=token_source)
+    return _result(relay, run, started_at=started_at)
 
 
 async def _rcpt_check(session: SMTPSession, relay: RelayConfig) -> None:
@@ -58,18 +38,10 @@ async def _rcpt_check(session: SMTPSession, relay: RelayConfig) -> None:
     session.expect(resp, 250, what="RSET")
 
 
-def _result(
-    relay: RelayConfig,
-    session: SMTPSession,
-    failure: ProbeError | None,
-    *,
-    started_at: float,
-    duration: float,
-) -> RelayResult:
-    observed = failure.reason if failure else None
-    reason: Reason | None = observed
-    hint = (failure.hint or HINTS[failure.reason]) if failure else None
-    detail = failure.detail if failure else None
+def _result(relay: RelayConfig, run: Attempt, *, started_at: float) -> RelayResult:
+    """The relay's result: a negative check (``expect``) succeeds on the failure it expects."""
+    observed = run.reason
+    reason, hint, detail = observed, run.hint, run.detail
     if relay.expect is not None:
         if observed is relay.expect:
             reason, hint = None, f"expected failure seen: {relay.expect.value}"
@@ -83,16 +55,16 @@ def _result(
         relay=relay.name,
         success=reason is None,
         started_at=started_at,
-        duration=duration,
-        phases=dict(session.phases),
+        duration=run.duration,
+        phases=run.phases,
         reason=reason,
         hint=hint,
         detail=detail,
-        reply=failure.reply if failure and failure.reply else session.last_reply,
-        failed_phase=failure.phase if failure else None,
+        reply=run.reply,
+        failed_phase=run.failed_phase,
         expected=relay.expect,
         observed=observed,
-        tls=session.tls,
-        auth_mechanisms=tuple(session.auth_mechanisms),
-        transcript=tuple(session.transcript),
+        tls=run.tls,
+        auth_mechanisms=run.auth_mechanisms,
+        transcript=run.transcript,
     )

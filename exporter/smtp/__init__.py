@@ -1,26 +1,30 @@
-"""The SMTP protocol layer every feature sends through: the timed session, AUTH mechanisms,
-OAuth2 tokens, TLS facts, kernel timestamps and resolving."""
+"""The SMTP protocol layer every feature sends through: one timed attempt (session, AUTH
+mechanisms, OAuth2 tokens), TLS facts and diagnosis, kernel timestamps, resolving."""
 
 from __future__ import annotations
 
-from exporter.smtp.auth import authenticate
+from exporter.smtp.attempt import BACKSTOP, Attempt, attempt
+from exporter.smtp.auth import authenticate, token_source_for
+from exporter.smtp.errors import ProbeError
 from exporter.smtp.oauth2 import (
     RefreshingTokenSource,
     StaticTokenSource,
     TokenError,
     TokenSource,
-    token_source_for,
 )
-from exporter.smtp.session import ProbeError, SMTPSession
+from exporter.smtp.session import SMTPSession
 from exporter.smtp.tlsinfo import client_context
 
 __all__ = [
+    "BACKSTOP",
+    "Attempt",
     "ProbeError",
     "RefreshingTokenSource",
     "SMTPSession",
     "StaticTokenSource",
     "TokenError",
     "TokenSource",
+    "attempt",
     "authenticate",
     "client_context",
     "token_source_for",

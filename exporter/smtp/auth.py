@@ -9,10 +9,16 @@ import time
 
 from exporter.config import AuthConfig, AuthMechanism
 from exporter.model import Phase, Reason
-from exporter.smtp.oauth2 import TokenError, TokenSource, xoauth2_string
+from exporter.smtp.oauth2 import (
+    RefreshingTokenSource,
+    StaticTokenSource,
+    TokenError,
+    TokenSource,
+    xoauth2_string,
+)
 from exporter.smtp.session import SMTPSession
 
-__all__ = ["authenticate"]
+__all__ = ["authenticate", "token_source_for"]
 
 REDACTED = "***"
 
@@ -118,3 +124,26 @@ async def _exchange(session: SMTPSession, auth: AuthConfig, token: str, *, start
     if 500 <= resp.code < 600:
         raise session.fail(Reason.AUTH_FAILED, f"AUTH answered {session.last_reply}")
     raise session.fail(Reason.PROTOCOL_ERROR, f"unexpected reply to AUTH: {session.last_reply}")
+
+
+def token_source_for(auth: AuthConfig, *, ca_file: str | None = None) -> TokenSource | None:
+    """The token source an XOAUTH2 relay or mailbox uses, or None for other mechanisms.
+
+    The token endpoint is verified against the system's CAs unless ``ca_file`` is given: a
+    relay's private ``ca_file`` is about the relay, not about its OAuth2 provider."""
+    if auth.mechanism is not AuthMechanism.XOAUTH2:
+        return None
+    if auth.token is not None:
+        return StaticTokenSource(auth.token)
+    if auth.oauth2 is None:
+        return None
+    o = auth.oauth2
+    return RefreshingTokenSource(
+        token_url=o.token_url,
+        client_id=o.client_id,
+        client_secret=o.client_secret,
+        refresh_token=o.refresh_token,
+        scope=o.scope,
+        grant_type=o.grant_type,
+        ca_file=ca_file,
+    )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Protocol
 
 from exporter import __version__
-from exporter.config import REDACTED, AuthConfig, AuthMechanism, Secret
+from exporter.config import REDACTED, Secret
 
 __all__ = [
     "GRANT_TYPES",
@@ -29,7 +29,6 @@ __all__ = [
     "Token",
     "TokenError",
     "TokenSource",
-    "token_source_for",
     "xoauth2_string",
 ]
 
@@ -392,26 +391,3 @@ def _build_opener(ca_file: str | None) -> urllib.request.OpenerDirector:
             f"ca_file {ca_file} cannot be loaded ({type(exc).__name__}); point it at a PEM file"
         ) from None
     return urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
-
-
-def token_source_for(auth: AuthConfig, *, ca_file: str | None = None) -> TokenSource | None:
-    """The token source an XOAUTH2 relay or mailbox uses, or None for other mechanisms.
-
-    The token endpoint is verified against the system's CAs unless ``ca_file`` is given: a
-    relay's private ``ca_file`` is about the relay, not about its OAuth2 provider."""
-    if auth.mechanism is not AuthMechanism.XOAUTH2:
-        return None
-    if auth.token is not None:
-        return StaticTokenSource(auth.token)
-    if auth.oauth2 is None:
-        return None
-    o = auth.oauth2
-    return RefreshingTokenSource(
-        token_url=o.token_url,
-        client_id=o.client_id,
-        client_secret=o.client_secret,
-        refresh_token=o.refresh_token,
-        scope=o.scope,
-        grant_type=o.grant_type,
-        ca_file=ca_file,
-    )

@@ -16,25 +16,17 @@ from aiosmtplib.errors import (
     SMTPTimeoutError,
 )
 from aiosmtplib.esmtp import parse_esmtp_extensions
-from aiosmtplib.protocol import (
-    MAX_RESPONSE_LENGTH,
-    SMTPProtocol,
-    normalize_message_line_endings,
-)
+from aiosmtplib.protocol import normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
 
 from exporter.config import RelayConfig, TLSMode
 from exporter.model import Phase, Reason, TLSInfo, TranscriptLine
+from exporter.smtp.errors import ProbeError, printable, reply_text, status_reason
 from exporter.smtp.kerneltime import StampedSocket
+from exporter.smtp.protocol import TimedProtocol
 from exporter.smtp.resolve import ResolveError, resolve_host
-from exporter.smtp.tlsinfo import (
-    client_context,
-    offered_tls_version,
-    port_sends_plain_greeting,
-    port_speaks_tls,
-    tls_info,
-    version_below,
-)
+from exporter.smtp.tlsdiagnosis import tls_failure, too_old_tls
+from exporter.smtp.tlsinfo import client_context, port_speaks_tls, tls_info
 
 __all__ = ["ProbeError", "SMTPSession"]
 
@@ -42,101 +34,6 @@ MAX_TRANSCRIPT_LINES = 400
 _DOT = re.compile(rb"(?m)^\.")
 # Share of the probe's budget the greeting may use before the port is tested for implicit TLS.
 GREETING_SHARE = 0.8
-
-
-class ProbeError(Exception):
-    """A probed server failed in a named way; ``detail`` is one line without secrets."""
-
-    def __init__(
-        self,
-        phase: Phase,
-        reason: Reason,
-        detail: str,
-        *,
-        reply: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        detail = _printable(" ".join(detail.split())[:500])  # one line, whatever was sent
-        super().__init__(f"{phase}: {reason}: {detail}")
-        self.phase = phase
-        self.reason = reason
-        self.detail = detail
-        self.reply = reply
-        self.hint = hint
-
-
-class _TimedProtocol(SMTPProtocol):
-    """aiosmtplib's protocol, stamping when the connection is made and when a reply completes.
-
-    A reply's stamp is the kernel's receive time of its last packet (``StampedSocket``), so
-    time the event loop spends on other probes before it reads the socket, or before this
-    coroutine resumes, is not counted in the phase.
-    """
-
-    connected_at = 0.0
-    reply_at = 0.0
-    clock: StampedSocket | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.connected_at = time.perf_counter()
-        super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        now = self.clock.rx_at if self.clock is not None else time.perf_counter()
-        waiter = self._response_waiter
-        if (
-            waiter is not None
-            and not waiter.done()
-            and getattr(self, "_response_pending", True)
-            and len(self._buffer) + len(data) <= MAX_RESPONSE_LENGTH
-            and not self._may_end_reply(data)
-        ):
-            # aiosmtplib parses the whole buffer again for every chunk that ends a line, which
-            # is quadratic for a long multi-line reply that arrives a line at a time (a
-            # 1,000-line EHLO blocked the event loop for 0.4 s); a chunk of "250-" lines only
-            # is buffered without parsing.
-            self._buffer.extend(data)
-            return
-        super().data_received(data)
-        if waiter is not None and waiter.done():
-            self.reply_at = now
-
-    def _may_end_reply(self, data: bytes) -> bool:
-        """Whether ``data`` completes a line that is not a continuation ("250-..."): a final
-        line, or one that is not SMTP at all, which the parser must see to refuse."""
-        buffer = self._buffer
-        partial = bytes(buffer[buffer.rfind(b"\n") + 1 :])
-        lines = (partial + data).split(b"\n")[:-1]
-        return not all(_continued(line) for line in lines)
-
-
-def _continued(line: bytes) -> bool:
-    """A reply line that aiosmtplib reads as "more lines follow": a code, then "-"."""
-    if line[3:4] != b"-":
-        return False
-    try:
-        int(line[:3])
-    except ValueError:
-        return False
-    return True
-
-
-def _printable(text: str) -> str:
-    """Server text as valid Unicode: bytes that were not UTF-8 (kept by aiosmtplib as lone
-    surrogates, which no page, log or JSON encoder accepts) become U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _reply_text(resp: SMTPResponse) -> str:
-    return _printable(f"{resp.code} {' '.join(resp.message.splitlines())}"[:500])
-
-
-def _status_reason(code: int) -> Reason:
-    if 400 <= code < 500:
-        return Reason.REJECTED_TEMPORARY
-    if 500 <= code < 600:
-        return Reason.REJECTED_PERMANENT
-    return Reason.PROTOCOL_ERROR
 
 
 class SMTPSession:
@@ -156,8 +53,8 @@ class SMTPSession:
         self.auth_mechanisms: list[str] = []
         self.last_reply: str | None = None
         self.phase: Phase = Phase.RESOLVE
-        self._proto: _TimedProtocol | None = None
-        self._addr: tuple[str, int] | None = None
+        self._proto: TimedProtocol | None = None
+        self.addr: tuple[str, int] | None = None
         self._connected_at = 0.0
         self._omitted = 0
         self.handed_over = False
@@ -186,7 +83,7 @@ class SMTPSession:
     def note(self, direction: str, text: str) -> None:
         """Append a transcript line; very long conversations keep their head and tail."""
         line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction,
-                              self._scrub(_printable(text[:1000])))
+                              self._scrub(printable(text[:1000])))
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._omitted += 1
             self.transcript[-1] = TranscriptLine(
@@ -196,13 +93,13 @@ class SMTPSession:
         self.transcript.append(line)
 
     def _record_reply(self, resp: SMTPResponse) -> None:
-        self.last_reply = self._scrub(_reply_text(resp))
+        self.last_reply = self._scrub(reply_text(resp))
         lines = resp.message.splitlines() or [""]
         for i, text in enumerate(lines):
             sep = " " if i == len(lines) - 1 else "-"
             self.note("S", f"{resp.code}{sep}{text}")
 
-    def _proto_or_fail(self) -> _TimedProtocol:
+    def _proto_or_fail(self) -> TimedProtocol:
         if self._proto is None or not self._proto.is_connected:
             raise ProbeError(self.phase, Reason.PROTOCOL_ERROR, "connection closed by the server")
         return self._proto
@@ -243,7 +140,7 @@ class SMTPSession:
     def expect(self, resp: SMTPResponse, *codes: int, what: str) -> None:
         """Raise the reason that fits ``resp`` unless its code is one of ``codes``."""
         if resp.code not in codes:
-            raise self.fail(_status_reason(resp.code), f"{what} answered {_reply_text(resp)}")
+            raise self.fail(status_reason(resp.code), f"{what} answered {reply_text(resp)}")
 
     # -- connection --------------------------------------------------------------------------
 
@@ -253,7 +150,7 @@ class SMTPSession:
         addrs = await self._resolve()
         sock = await self._connect(addrs)
         loop = asyncio.get_running_loop()
-        proto = _TimedProtocol(loop=loop)
+        proto = TimedProtocol(loop=loop)
         proto.clock = sock
         if relay.tls is TLSMode.IMPLICIT:
             await self._implicit_tls(loop, proto, sock)
@@ -313,7 +210,7 @@ class SMTPSession:
             self.phases[Phase.CONNECT] = connect
             self._connected_at = (syn if rtt is not None else start) + connect
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._addr = (addr, port)
+            self.addr = (addr, port)
             self.note("*", f"connected to {addr} port {port}")
             return sock
         raise self.fail(Reason.CONNECT_REFUSED, "; ".join(errors))
@@ -326,53 +223,8 @@ class SMTPSession:
     def _server_name(self) -> str:
         return self.relay.tls_server_name or self.relay.host.strip("[]")
 
-    async def _tls_failure(self, exc: BaseException, *, implicit: bool) -> ProbeError:
-        """Name a failed handshake: bad certificate, wrong TLS mode, too old, or plain failure."""
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return self.fail(
-                Reason.TLS_CERT_INVALID, f"certificate verify failed: {exc.verify_message}"
-            )
-        text = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        self.note("*", f"TLS handshake failed: {text}")
-        if implicit and self._addr is not None:
-            greeting = await port_sends_plain_greeting(
-                self._addr, timeout=min(3.0, max(0.5, self.remaining()))
-            )
-            if greeting is not None:
-                port = self.relay.port
-                return self.fail(
-                    Reason.TLS_MODE_MISMATCH,
-                    f"port {port} sent a plain-text greeting ({greeting[:60]}) instead of TLS",
-                    hint=f"port {port} speaks plain SMTP with STARTTLS: set tls: starttls",
-                )
-        too_old = await self._too_old_tls(implicit=implicit)
-        if too_old is not None:
-            return too_old
-        return self.fail(Reason.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {text}")
-
-    async def _too_old_tls(self, *, implicit: bool) -> ProbeError | None:
-        """After a failed handshake: does the server complete one below tls_min_version?"""
-        minimum = self.relay.tls_min_version
-        if self._addr is None or minimum == "1.0":
-            return None
-        self.note("*", "testing whether the server speaks an older TLS version")
-        offered = await offered_tls_version(
-            self._addr,
-            starttls=not implicit,
-            ehlo_name=self.relay.ehlo_name,
-            timeout=min(3.0, max(0.5, self.remaining())),
-        )
-        if offered is None or not version_below(offered, minimum):
-            self.note("*", "no older TLS version either")
-            return None
-        self.note("*", f"a {offered} handshake succeeded")
-        return self.fail(
-            Reason.TLS_VERSION_TOO_OLD,
-            f"the server offers {offered} at most; tls_min_version is {minimum}",
-        )
-
     async def _implicit_tls(
-        self, loop: asyncio.AbstractEventLoop, proto: _TimedProtocol, sock: socket.socket
+        self, loop: asyncio.AbstractEventLoop, proto: TimedProtocol, sock: socket.socket
     ) -> None:
         self.phase = Phase.TLS
         ctx = self._tls_context()
@@ -391,7 +243,7 @@ class SMTPSession:
             raise self.fail(Reason.TLS_HANDSHAKE_FAILED, "TLS handshake timed out") from None
         except (ssl.SSLError, OSError) as exc:
             sock.close()
-            raise await self._tls_failure(exc, implicit=True) from None
+            raise await tls_failure(self, exc, implicit=True) from None
         self.phases[Phase.TLS] = proto.connected_at - start
         self._tls_established(transport.get_extra_info("ssl_object"))
 
@@ -401,7 +253,7 @@ class SMTPSession:
             t = self.tls
             self.note("*", f"TLS {t.version} {t.cipher}, verified={t.verified}")
 
-    async def _greeting(self, proto: _TimedProtocol) -> None:
+    async def _greeting(self, proto: TimedProtocol) -> None:
         self.phase = Phase.GREETING
         implicit = self.relay.tls is TLSMode.IMPLICIT
         budget = self.remaining() * (1.0 if implicit else GREETING_SHARE)
@@ -418,12 +270,12 @@ class SMTPSession:
             self._record_reply(resp)
             self.phases[Phase.GREETING] = proto.reply_at - proto.connected_at
             if resp.code != 220:
-                raise self.fail(_status_reason(resp.code), f"greeting {_reply_text(resp)}")
+                raise self.fail(status_reason(resp.code), f"greeting {reply_text(resp)}")
             return
         self.note("*", problem)
-        if not implicit and self._addr is not None:
+        if not implicit and self.addr is not None:
             self.note("*", "testing whether the port speaks implicit TLS")
-            speaks_tls = await port_speaks_tls(self._addr, timeout=max(0.5, self.remaining()))
+            speaks_tls = await port_speaks_tls(self.addr, timeout=max(0.5, self.remaining()))
             self.note("*", "a TLS handshake succeeded" if speaks_tls else "no TLS either")
             if speaks_tls:
                 port = self.relay.port
@@ -446,7 +298,7 @@ class SMTPSession:
         self.extensions, self.auth_mechanisms = parse_esmtp_extensions(resp.message)
         return at
 
-    async def _starttls(self, proto: _TimedProtocol) -> None:
+    async def _starttls(self, proto: TimedProtocol) -> None:
         self.phase = Phase.TLS
         if "starttls" not in self.extensions:
             port = self.relay.port
@@ -476,11 +328,11 @@ class SMTPSession:
             raise self.fail(Reason.TLS_HANDSHAKE_FAILED, "STARTTLS handshake timed out") from None
         except SMTPServerDisconnected:
             self.note("*", "connection closed during the STARTTLS handshake")
-            raise await self._too_old_tls(implicit=False) or self.fail(
+            raise await too_old_tls(self, implicit=False) or self.fail(
                 Reason.TLS_HANDSHAKE_FAILED, "connection closed during the STARTTLS handshake"
             ) from None
         except (ssl.SSLError, OSError) as exc:
-            raise await self._tls_failure(exc, implicit=False) from None
+            raise await tls_failure(self, exc, implicit=False) from None
         self._record_reply(resp)
         transport = proto.transport
         self._tls_established(transport.get_extra_info("ssl_object") if transport else None)
