@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import heapq
 import json
 import os
@@ -243,8 +244,8 @@ class Relay:
             conn.truth["accepted_at"] = accepted
             self.conns[sock.fileno()] = conn
             self.sel.register(sock, selectors.EVENT_READ, conn)
-            self.at(accepted + self.delays["greeting"], lambda c=conn: c.send_line(
-                b"220 truth.localhost ESMTP\r\n", "greeting", c.accepted))
+            self.at(accepted + self.delays["greeting"], functools.partial(
+                conn.send_line, b"220 truth.localhost ESMTP\r\n", "greeting", conn.accepted))
 
     def serve(self) -> None:
         while True:

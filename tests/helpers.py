@@ -58,17 +58,11 @@ def wait_for(check: Callable[[], bool], *, timeout: float = 15.0, interval: floa
 def assert_promtool_accepts(exposition: str) -> None:
     """`promtool check metrics` passes on the exposition: parse errors and lint findings fail
     the test. Without promtool the check is skipped, except in CI, where it must exist."""
-    import os
-    import shutil
     import subprocess
 
-    import pytest
+    from tests.tools import executable
 
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI: .ci/run installs the prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+    promtool = executable("promtool", "apt-get install prometheus")
     proc = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
                           capture_output=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

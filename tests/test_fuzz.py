@@ -32,7 +32,8 @@ from exporter.dns.records import (
 from exporter.headers.authresults import parse_authentication_results
 from exporter.headers.spam import is_spam_flagged, spam_scores
 from exporter.model import Phase, Reason
-from exporter.smtp.session import ProbeError, _TimedProtocol
+from exporter.smtp.errors import ProbeError
+from exporter.smtp.protocol import TimedProtocol
 
 # -- SMTP replies ----------------------------------------------------------------------------
 
@@ -46,7 +47,7 @@ _REPLY_LINE = st.one_of(
 )
 
 
-def _feed(chunks: list[bytes], protocol: type[SMTPProtocol] = _TimedProtocol
+def _feed(chunks: list[bytes], protocol: type[SMTPProtocol] = TimedProtocol
           ) -> tuple[Any, float]:
     """Feed ``chunks`` to the probe's SMTP protocol on a real socket pair, as replies arrive
     from a server; return the waiter's outcome (reply, exception or None) and the CPU time."""

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 import yaml
@@ -119,7 +119,12 @@ async def send(app: App) -> CanarySent:
     return result
 
 
-RB = {"relay": "relay", "mailbox": "box"}
+class _RelayBox(TypedDict):
+    relay: str
+    mailbox: str
+
+
+RB: _RelayBox = {"relay": "relay", "mailbox": "box"}
 
 
 async def test_canary_delivered_to_inbox_with_verdicts(tmp_path: Path, bed: Bed,

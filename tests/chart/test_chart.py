@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +18,7 @@ import yaml
 import exporter
 from exporter.config import parse_config
 from exporter.config.loader import _TOP_KEYS
+from tests import tools
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "smtp-canary-exporter"
@@ -31,13 +30,7 @@ OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
 
 def _need(module: str) -> Any:
     """Import a tool the chart tests need: skipped without it, except in CI."""
-    try:
-        return __import__(module)
-    except ImportError:
-        message = f"{module} is not installed: pip install -e '.[test]'"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    return tools.module(module)
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +123,7 @@ def validate_all(docs: list[dict[str, Any]], operator_schemas: dict[str, Any]) -
 
 
 def promtool_check_rules(rule: dict[str, Any], tmp_path: Path) -> str:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI: .ci/run installs the prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+    promtool = tools.executable("promtool", "apt-get install prometheus")
     path = tmp_path / "rendered-rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
     proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.tools import executable
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
@@ -25,13 +25,7 @@ SEVERITIES = {"warning", "critical"}
 
 def _promtool() -> str:
     """Return the promtool path; fail under CI, skip elsewhere, when it is missing."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found on PATH (install the prometheus package)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return executable("promtool", "apt-get install prometheus")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,7 @@ the dashboards' queries return data."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +19,7 @@ import pytest
 import yaml
 
 from tests.helpers import http, wait_for
+from tests.tools import executable
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
@@ -45,11 +44,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo exporter and a Prometheus scraping it every second; yields the API base."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing in CI: .ci/run installs the prometheus package")
-        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    binary = executable("prometheus", "apt-get install prometheus")
     tmp = tmp_path_factory.mktemp("prom")
     demo_log = (tmp / "demo.log").open("w")
     demo = subprocess.Popen(

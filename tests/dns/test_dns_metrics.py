@@ -12,7 +12,7 @@ def _samples(store: DNSStore, name: str) -> dict[tuple[str, ...], float]:
     for family in dns_families(store.snapshot()):
         for sample in family.samples:
             if sample.name == name:
-                out[tuple(sorted(sample.labels.items()))] = sample.value  # type: ignore[arg-type]
+                out[tuple(sorted(sample.labels.items()))] = sample.value
     return {tuple(v for _k, v in key): value for key, value in out.items()}
 
 

@@ -83,7 +83,7 @@ def test_canary_verdicts_and_folder(received: Metrics, relay: str) -> None:
     box, folder, spf, dkim, dmarc, aligned = EXPECTED[relay]
     labels = {"relay": relay, "mailbox": box}
     m = received
-    assert m.get("smtp_canary_received_total", folder=folder, **labels) >= 1
+    assert (m.get("smtp_canary_received_total", folder=folder, **labels) or 0) >= 1
     assert m.get("smtp_canary_last_folder_info", folder=folder, **labels) == 1
     for method, result in (("spf", spf), ("dkim", dkim), ("dmarc", dmarc)):
         assert m.get("smtp_canary_auth_result", method=method, result=result, **labels) == 1, (
@@ -124,8 +124,8 @@ def test_strict_host_refuses_plaintext_login(bed: Bed) -> None:
 
 def test_mailbox_on_strict_host_is_read_over_starttls(bed: Bed, received: Metrics) -> None:
     assert received.get("smtp_mailbox_up", mailbox="strict") == 1
-    assert received.get("smtp_canary_received_total", relay="implicit-xoauth2",
-                        mailbox="strict", folder="inbox") >= 1
+    assert (received.get("smtp_canary_received_total", relay="implicit-xoauth2",
+                         mailbox="strict", folder="inbox") or 0) >= 1
     # Dovecot logged the exporter's logins on 127.0.0.2, each over TLS.
     logins = [line for line in bed.log("dovecot.log", 2000).splitlines()
               if re.search(r"imap-login: Info: Login: user=<strict@example\.test>", line)

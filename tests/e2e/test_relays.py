@@ -46,7 +46,7 @@ def test_running_exporter_reports_every_relay_up(exporter: Exporter) -> None:
     m = exporter.wait_for("every auth relay to succeed", all_up, timeout=30)
     for relay in AUTH_RELAYS:
         assert m.get("smtp_tls_cert_verified", relay=relay) == 1
-        assert m.get("smtp_tls_cert_not_after_timestamp_seconds", relay=relay) > time.time()
+        assert (m.get("smtp_tls_cert_not_after_timestamp_seconds", relay=relay) or 0) > time.time()
         tls_info = m.all("smtp_tls_info", relay=relay)
         assert list(tls_info.values()) == [1.0]
         for phase in PHASES:
@@ -80,7 +80,8 @@ def test_wrong_password_in_metrics(exporter: Exporter) -> None:
 
     m = exporter.wait_for("wrong-password to fail with auth_failed", failed, timeout=30)
     assert m.get("smtp_probe_success", relay="wrong-password") == 0
-    assert m.get("smtp_probe_failures_total", relay="wrong-password", reason="auth_failed") >= 1
+    assert (m.get("smtp_probe_failures_total", relay="wrong-password",
+                  reason="auth_failed") or 0) >= 1
     assert m.get("smtp_probe_success", relay="rejects-wrong-password") == 1
     assert m.get("smtp_probe_failures_total", relay="rejects-wrong-password",
                  reason="auth_failed") == 0

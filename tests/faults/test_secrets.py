@@ -114,7 +114,7 @@ def test_secrets_appear_in_no_output(
             _relay("huge-auth-reply", proxies[3].port, {"mechanism": "plain", **password},
                    tls="none"),
         ]
-        doc = {
+        doc: dict[str, Any] = {
             "state_dir": str(tmp_path / "state"),
             "mailboxes": [{"name": "box", "host": "127.0.0.1", "port": imap.imaps_port,
                            "tls": "implicit", "ca_file": ca_file, "poll_interval": "1s",

@@ -111,7 +111,7 @@ async def test_fault_gives_its_reason_in_its_phase(
     proxy = FaultProxy(server_loop, relay.port, case.fault)
     proxies.append(proxy)
     doc = relay_doc(name, proxy.port, case, ca_file)
-    top = {"mailboxes": [MAILBOX]} if case.canary else {}
+    top: dict[str, Any] = {"mailboxes": [MAILBOX]} if case.canary else {}
     config = make_config(doc, **top)
     relay_config = config.relays[0]
     start = time.monotonic()

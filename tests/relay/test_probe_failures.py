@@ -165,7 +165,7 @@ async def test_tls_handshake_failed_on_garbage(server_loop: ServerLoop) -> None:
         await w.drain()
         await asyncio.sleep(1)
 
-    port = start_scripted(server_loop, garbage)  # type: ignore[arg-type]
+    port = start_scripted(server_loop, garbage)
     result = await probe_relay(make_relay(port=port, tls="implicit", tls_verify=False))
     assert result.reason is Reason.TLS_HANDSHAKE_FAILED
     assert result.detail is not None and result.detail.startswith("TLS handshake failed")
