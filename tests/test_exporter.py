@@ -18,7 +18,14 @@ from exporter.config import RelayConfig
 from exporter.model import Phase, Reason
 from exporter.relay.result import RelayResult
 from tests.conftest import ENV, auth, write_config
-from tests.helpers import assert_promtool_accepts, eventually, http, samples, value
+from tests.helpers import (
+    assert_promtool_accepts,
+    eventually,
+    http,
+    metrics_until,
+    samples,
+    value,
+)
 from tests.servers.loop import ServerLoop
 from tests.servers.scripted import greeting_then, refused_port, silent, start_scripted
 from tests.servers.smtp import PASSWORD, TOKEN, Recorder, start_relay
@@ -74,19 +81,10 @@ async def test_metrics_after_real_probes(
     _, base = await running({"name": "good", "port": good.port, **common},
                             {"name": "bad", "port": bad.port, **common})
 
-    async def scraped() -> str:
-        return (await get(base + "/metrics"))[1]
-
-    text = ""
-
-    def probed_twice() -> bool:
+    def probed_twice(text: str) -> bool:
         return all((value(text, "smtp_probes_total", relay=r) or 0) >= 2 for r in ("good", "bad"))
 
-    deadline = time.monotonic() + 15
-    while not probed_twice():
-        assert time.monotonic() < deadline, "relays were not probed twice in 15 s"
-        await asyncio.sleep(0.3)
-        text = await scraped()
+    text = await metrics_until(base, probed_twice, what="both relays to be probed twice")
     assert value(text, "smtp_probe_success", relay="good") == 1
     assert value(text, "smtp_probe_success", relay="bad") == 0
     assert (value(text, "smtp_probe_failures_total", relay="bad", reason="auth_failed") or 0) >= 2
@@ -118,15 +116,11 @@ async def test_exposition_passes_promtool(
         {"name": "refused", "port": refused_port(), "tls": "none", "interval": "1s",
          "timeout": "900ms"},
     )
-    text = ""
-
-    def both_probed() -> bool:
+    def both_probed(text: str) -> bool:
         return all((value(text, "smtp_probes_total", relay=r) or 0) >= 1
                    for r in ("good", "refused"))
 
-    while not both_probed():
-        await asyncio.sleep(0.3)
-        text = (await get(base + "/metrics"))[1]
+    text = await metrics_until(base, both_probed, what="a first probe of both relays")
     await asyncio.to_thread(assert_promtool_accepts, text)
 
 
@@ -138,7 +132,8 @@ async def test_endpoints_and_status_page(
     app, base = await running({"name": "bad", "port": bad.port, "tls": "starttls",
                                "ca_file": ca_file, "interval": "1s", "timeout": "900ms",
                                "auth": auth("plain")})
-    await eventually(lambda: app.store.snapshot().relays["bad"].last is not None)
+    await eventually(lambda: app.store.snapshot().relays["bad"].last is not None,
+                     what="a first probe of the relay")
     assert (await get(base + "/-/healthy"))[0] == 200
     assert (await get(base + "/-/ready"))[0] == 200
     assert (await get(base + "/-/reload"))[0] == 405
@@ -241,10 +236,9 @@ async def test_xoauth2_refresh_through_a_token_endpoint(
                      "oauth2": {"token_url": endpoint.url, "client_id": "cid",
                                 "refresh_token_env": "RELAY_PASSWORD"}},
         })
-        text = ""
-        while (value(text, "smtp_probes_total", relay="gmail") or 0) < 2:
-            await asyncio.sleep(0.3)
-            text = (await get(base + "/metrics"))[1]
+        text = await metrics_until(
+            base, lambda text: (value(text, "smtp_probes_total", relay="gmail") or 0) >= 2,
+            what="two probes of the oauth2 relay")
     assert value(text, "smtp_probe_success", relay="gmail") == 1
     expiry = value(text, "smtp_oauth2_token_expiry_timestamp_seconds", relay="gmail")
     assert expiry is not None and abs(expiry - (time.time() + 3600)) < 30
