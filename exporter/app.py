@@ -73,9 +73,9 @@ class App:
             else Scheduler(self.store, probe=probe, clock=clock)
         )
         self.canary_store = CanaryStore()
-        self.canaries = CanaryManager(self.canary_store)
+        self.canaries = CanaryManager(self.canary_store, clock=clock)
         self.dns_store = DNSStore()
-        self.dns = DNSManager(self.dns_store)
+        self.dns = DNSManager(self.dns_store, clock=clock)
         self.config: Config | None = None
         self.web: WebServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -4,6 +4,7 @@ concurrency limit that can be resized while held, and cancellation that always e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import deque
@@ -123,30 +124,30 @@ class Limiter:
         self._wake()
 
     def _wake(self) -> None:
-        free = self._limit - self._active
-        for waiter in self._waiters:
-            if free <= 0:
-                break
-            if not waiter.done():
+        """Hand the free slots to the waiters, first come first served: a slot is counted as
+        held from the moment it is handed over, so two slots freed at once start two waiters,
+        and none of them can be overtaken by a later one."""
+        while self._waiters and self._active < self._limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter's future is cancelled: skip it
                 waiter.set_result(None)
-                free -= 1
+                self._active += 1
 
     async def __aenter__(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._active >= self._limit or self._waiters:
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # hand on the slot this waiter was given and will not take
-                raise
-            finally:
-                self._waiters.remove(waiter)
-            if self._active < self._limit:
-                break
-        self._active += 1
+        if self._active < self._limit and not self._waiters:
+            self._active += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot it will not use: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
 
     async def __aexit__(
         self,
@@ -154,5 +155,8 @@ class Limiter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._release()
+
+    def _release(self) -> None:
         self._active -= 1
         self._wake()

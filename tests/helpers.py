@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,23 +38,60 @@ def value(text: str, name: str, **labels: str) -> float | None:
     return samples(text).get((name, frozenset(labels.items())))
 
 
-async def eventually(check: Callable[[], bool], *, timeout: float = 10.0,
-                     interval: float = 0.1) -> None:
-    """Wait until ``check()`` holds; fail with the timeout otherwise."""
+async def eventually(check: Callable[[], bool], *, what: str | None = None,
+                     timeout: float = 10.0, interval: float = 0.1) -> None:
+    """Wait until ``check()`` holds; after ``timeout`` seconds fail, saying what it waited for
+    (``what``, or where the check is written)."""
+
+    async def holds() -> bool:
+        return check()
+
+    await _until(holds, what or _where(check), timeout=timeout, interval=interval)
+
+
+async def metrics_until(base: str, check: Callable[[str], bool], *, what: str,
+                        timeout: float = 15.0, interval: float = 0.3) -> str:
+    """Scrape ``base``/metrics until ``check`` holds on the exposition and return it; after
+    ``timeout`` seconds fail, saying what it waited for."""
+    text = ""
+
+    async def holds() -> bool:
+        nonlocal text
+        text = (await asyncio.to_thread(http, base + "/metrics"))[1]
+        return check(text)
+
+    await _until(holds, what, timeout=timeout, interval=interval)
+    return text
+
+
+async def _until(holds: Callable[[], Awaitable[bool]], what: str, *, timeout: float,
+                 interval: float) -> None:
     deadline = time.monotonic() + timeout
-    while not check():
+    while not await holds():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"waited {timeout:g} s for {what}")
         await asyncio.sleep(interval)
 
 
-def wait_for(check: Callable[[], bool], *, timeout: float = 15.0, interval: float = 0.2) -> None:
+def wait_for(check: Callable[[], bool], *, what: str | None = None, timeout: float = 15.0,
+             interval: float = 0.2) -> None:
     """The blocking twin of ``eventually`` for tests that drive subprocesses."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"waited {timeout:g} s for {what or _where(check)}")
         time.sleep(interval)
+
+
+def _where(check: Callable[..., object]) -> str:
+    """The condition a check stands for, when the caller did not say: where it is written."""
+    code = getattr(check, "__code__", None)
+    if code is None:
+        return repr(check)
+    path = Path(code.co_filename)
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path(__file__).resolve().parent.parent)
+    return f"the condition at {path}:{code.co_firstlineno}"
 
 
 def assert_promtool_accepts(exposition: str) -> None:

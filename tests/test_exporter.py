@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import ssl
 import time
 import urllib.request
@@ -14,13 +15,20 @@ from typing import Any
 import pytest
 
 from exporter.app import App
-from exporter.config import RelayConfig
 from exporter.model import Phase, Reason
-from exporter.relay.result import RelayResult
+from tests.clock import VirtualClock
 from tests.conftest import ENV, auth, write_config
-from tests.helpers import assert_promtool_accepts, eventually, http, samples, value
+from tests.helpers import (
+    assert_promtool_accepts,
+    eventually,
+    http,
+    metrics_until,
+    samples,
+    value,
+)
+from tests.relay.fakeprobe import FakeProbe
 from tests.servers.loop import ServerLoop
-from tests.servers.scripted import greeting_then, refused_port, silent, start_scripted
+from tests.servers.scripted import refused_port
 from tests.servers.smtp import PASSWORD, TOKEN, Recorder, start_relay
 from tests.servers.tokens import serve_tokens, token_reply
 
@@ -74,19 +82,10 @@ async def test_metrics_after_real_probes(
     _, base = await running({"name": "good", "port": good.port, **common},
                             {"name": "bad", "port": bad.port, **common})
 
-    async def scraped() -> str:
-        return (await get(base + "/metrics"))[1]
-
-    text = ""
-
-    def probed_twice() -> bool:
+    def probed_twice(text: str) -> bool:
         return all((value(text, "smtp_probes_total", relay=r) or 0) >= 2 for r in ("good", "bad"))
 
-    deadline = time.monotonic() + 15
-    while not probed_twice():
-        assert time.monotonic() < deadline, "relays were not probed twice in 15 s"
-        await asyncio.sleep(0.3)
-        text = await scraped()
+    text = await metrics_until(base, probed_twice, what="both relays to be probed twice")
     assert value(text, "smtp_probe_success", relay="good") == 1
     assert value(text, "smtp_probe_success", relay="bad") == 0
     assert (value(text, "smtp_probe_failures_total", relay="bad", reason="auth_failed") or 0) >= 2
@@ -118,15 +117,11 @@ async def test_exposition_passes_promtool(
         {"name": "refused", "port": refused_port(), "tls": "none", "interval": "1s",
          "timeout": "900ms"},
     )
-    text = ""
-
-    def both_probed() -> bool:
+    def both_probed(text: str) -> bool:
         return all((value(text, "smtp_probes_total", relay=r) or 0) >= 1
                    for r in ("good", "refused"))
 
-    while not both_probed():
-        await asyncio.sleep(0.3)
-        text = (await get(base + "/metrics"))[1]
+    text = await metrics_until(base, both_probed, what="a first probe of both relays")
     await asyncio.to_thread(assert_promtool_accepts, text)
 
 
@@ -138,7 +133,8 @@ async def test_endpoints_and_status_page(
     app, base = await running({"name": "bad", "port": bad.port, "tls": "starttls",
                                "ca_file": ca_file, "interval": "1s", "timeout": "900ms",
                                "auth": auth("plain")})
-    await eventually(lambda: app.store.snapshot().relays["bad"].last is not None)
+    await eventually(lambda: app.store.snapshot().relays["bad"].last is not None,
+                     what="a first probe of the relay")
     assert (await get(base + "/-/healthy"))[0] == 200
     assert (await get(base + "/-/ready"))[0] == 200
     assert (await get(base + "/-/reload"))[0] == 405
@@ -189,41 +185,79 @@ async def test_reload_adopts_good_and_refuses_bad_config(
     assert "The last configuration reload failed" in (await get(base + "/"))[1]
 
 
-async def test_hanging_relay_delays_no_other(running: Any, server_loop: ServerLoop) -> None:
-    """While one relay hangs until its timeout, another keeps its 1 s schedule."""
-    hang = start_scripted(server_loop, silent)
-    ok = start_scripted(server_loop, greeting_then(b"220 ok\r\n"))
+async def test_hanging_relay_delays_no_other(running: Any) -> None:
+    """While one relay's probe hangs, another keeps its 1 s schedule: 9 to 11 probes in 10
+    virtual seconds (a first start within 1 s, then 1 s ± 5 % apart)."""
+    clock = VirtualClock()
+    probe = FakeProbe(clock, held=lambda name: name == "hang")
     app, _ = await running(
-        {"name": "hang", "port": hang, "tls": "none", "interval": "10s", "timeout": "8s"},
-        {"name": "ok", "port": ok, "tls": "none", "interval": "1s", "timeout": "900ms"},
-        top={"max_concurrent_probes": 2},
+        {"name": "hang", "port": 25, "tls": "none", "interval": "10s", "timeout": "8s"},
+        {"name": "ok", "port": 25, "tls": "none", "interval": "1s", "timeout": "900ms"},
+        top={"max_concurrent_probes": 2}, probe=probe, clock=clock,
     )
-    await asyncio.sleep(5)
+    await clock.advance(10)
     snap = app.store.snapshot()
-    assert snap.relays["hang"].probes == 0  # still hanging
-    assert snap.relays["ok"].probes >= 3
+    assert probe.running["hang"] == 1 and len(probe.starts["hang"]) == 1  # still hanging
+    assert snap.relays["hang"].probes == 0
+    assert 9 <= snap.relays["ok"].probes <= 11, probe.starts["ok"]
 
 
 async def test_a_relay_is_never_probed_twice_at_once(running: Any) -> None:
-    """A probe slower than its interval delays the next one; the global limit holds too."""
-    active: dict[str, int] = {}
-    peak = {"relay": 0, "total": 0}
-
-    async def slow_probe(relay: RelayConfig, **_: Any) -> RelayResult:
-        active[relay.name] = active.get(relay.name, 0) + 1
-        peak["relay"] = max(peak["relay"], active[relay.name])
-        peak["total"] = max(peak["total"], sum(active.values()))
-        await asyncio.sleep(1.5)
-        active[relay.name] -= 1
-        return RelayResult(relay=relay.name, success=True, started_at=time.time(), duration=1.5)
-
+    """Probes of 1.5 s on a 1 s interval, 5 relays, limit 2: a relay never overlaps itself
+    (its next probe starts 1 s after the last ends), at most 2 run at once, and both slots
+    stay busy: 38 to 40 probes end in 30 virtual seconds."""
+    clock = VirtualClock()
+    probe = FakeProbe(clock, takes=lambda _: 1.5)
     relays = [{"name": f"r{i}", "port": 25, "tls": "none", "interval": "1s",
                "timeout": "900ms"} for i in range(5)]
-    app, _ = await running(*relays, probe=slow_probe, top={"max_concurrent_probes": 2})
-    await asyncio.sleep(6)
-    assert peak["relay"] == 1
-    assert peak["total"] == 2
-    assert sum(v.probes for v in app.store.snapshot().relays.values()) >= 4
+    app, _ = await running(*relays, probe=probe, clock=clock, top={"max_concurrent_probes": 2})
+    await clock.advance(30)
+    assert probe.peak_per_relay == 1
+    assert probe.peak == 2
+    for starts in probe.starts.values():
+        assert all(b - a >= 2.5 for a, b in itertools.pairwise(starts)), starts
+    assert 38 <= sum(v.probes for v in app.store.snapshot().relays.values()) <= 40
+
+
+async def test_one_clock_drives_probes_dns_checks_and_canary_sends(
+    running: Any, tmp_path: Path,
+) -> None:
+    """The App's clock runs every schedule: nothing starts before it moves; the relay is
+    probed and its DNS checked once within its first 10 seconds, and a canary whose first
+    send may come any time in its hour is sent within that virtual hour."""
+    clock = VirtualClock()
+    probe = FakeProbe(clock)
+    app, _ = await running(
+        {"name": "r", "port": refused_port(), "tls": "none", "interval": "60s",
+         "canary": {"from": "c@example.test", "interval": "1h",
+                    "to": [{"address": "a@example.test", "mailbox": "box"}]}},
+        top={"state_dir": str(tmp_path / "state"), "dns": {"interval": "30s"},
+             "mailboxes": [{"name": "box", "host": "127.0.0.1", "port": refused_port(),
+                            "tls": "implicit",
+                            "auth": {"username": "u", "password_env": "RELAY_PASSWORD"}}]},
+        probe=probe, clock=clock,
+    )
+    app.canaries.first_spread = 3600.0  # on the loop's clock the first send would take real time
+    dns_checks: list[object] = []
+    record = app.dns_store.record
+
+    def count_dns(report: Any) -> None:
+        dns_checks.append(report)
+        record(report)
+
+    app.dns_store.record = count_dns  # type: ignore[method-assign]
+
+    def canaries() -> int:
+        view = app.canary_store.snapshot().senders["r"]
+        return view.sent + sum(view.failures.values())
+
+    await clock.advance(0)
+    assert (probe.calls, len(dns_checks), canaries()) == (0, 0, 0)
+    await clock.advance(10)  # the relay's and the DNS check's first runs: within 10 s
+    assert (probe.calls, len(dns_checks)) == (1, 1)
+    await clock.advance(3590)
+    await eventually(lambda: canaries() >= 1, what="a canary send in the first hour",
+                     timeout=5)
 
 
 async def test_xoauth2_refresh_through_a_token_endpoint(
@@ -241,10 +275,9 @@ async def test_xoauth2_refresh_through_a_token_endpoint(
                      "oauth2": {"token_url": endpoint.url, "client_id": "cid",
                                 "refresh_token_env": "RELAY_PASSWORD"}},
         })
-        text = ""
-        while (value(text, "smtp_probes_total", relay="gmail") or 0) < 2:
-            await asyncio.sleep(0.3)
-            text = (await get(base + "/metrics"))[1]
+        text = await metrics_until(
+            base, lambda text: (value(text, "smtp_probes_total", relay="gmail") or 0) >= 2,
+            what="two probes of the oauth2 relay")
     assert value(text, "smtp_probe_success", relay="gmail") == 1
     expiry = value(text, "smtp_oauth2_token_expiry_timestamp_seconds", relay="gmail")
     assert expiry is not None and abs(expiry - (time.time() + 3600)) < 30

@@ -19,7 +19,7 @@ from exporter.canary.store import ArrivalReport, CanaryStore
 from exporter.config import Config, MailboxConfig, RelayConfig
 from exporter.headers import spam_scores
 from exporter.smtp import token_source_for
-from exporter.tasks import FIRST_SPREAD, cancel_and_wait, run_every
+from exporter.tasks import FIRST_SPREAD, LOOP_CLOCK, Clock, cancel_and_wait, run_every
 
 __all__ = ["CanaryManager"]
 
@@ -39,9 +39,11 @@ class CanaryManager:
     """Keeps one send loop per relay with a canary and one watcher per mailbox in step with
     the config; every arrival is matched to its send through the persisted state."""
 
-    def __init__(self, store: CanaryStore, *, send: SendFn = send_canary) -> None:
+    def __init__(self, store: CanaryStore, *, send: SendFn = send_canary,
+                 clock: Clock = LOOP_CLOCK) -> None:
         self._store = store
         self._send = send
+        self._clock = clock
         self._senders: dict[str, _Sender] = {}
         self._watchers: dict[str, tuple[MailboxConfig, MailboxWatcher]] = {}
         self._mailboxes: dict[str, MailboxConfig] = {}
@@ -147,7 +149,7 @@ class CanaryManager:
                 await self.send_once(relay, token_source=tokens)
 
         await run_every(canary.interval, once, first_spread=self.first_spread,
-                        what="canary send")
+                        what="canary send", clock=self._clock)
 
     async def send_once(self, relay: RelayConfig, *, token_source: object = None) -> CanarySent:
         """Send one canary now and start watching for it.

@@ -12,7 +12,7 @@ from exporter.config import Config, DomainConfig, check_domains
 from exporter.dns.checks import DNSResolver, check_domain, check_relay_host
 from exporter.dns.result import CheckStatus, DomainReport, RelayDNSReport
 from exporter.dns.store import DNSStore
-from exporter.tasks import FIRST_SPREAD, cancel_and_wait, run_every
+from exporter.tasks import FIRST_SPREAD, LOOP_CLOCK, Clock, cancel_and_wait, run_every
 
 __all__ = ["DNSManager", "checkable", "log_changes"]
 
@@ -46,8 +46,9 @@ def log_changes(subject: str, report: DomainReport | RelayDNSReport,
 class DNSManager:
     """Keeps the DNS loops in step with the config; reports go to the DNSStore."""
 
-    def __init__(self, store: DNSStore) -> None:
+    def __init__(self, store: DNSStore, *, clock: Clock = LOOP_CLOCK) -> None:
         self._store = store
+        self._clock = clock
         self._tasks: dict[tuple[Any, ...], asyncio.Task[None]] = {}
         self._resolver: DNSResolver | None = None
         self._settings: tuple[Any, ...] | None = None
@@ -102,7 +103,8 @@ class DNSManager:
             log_changes(domain.name, report, previous)
             previous = report
 
-        await run_every(interval, run, first_spread=self.first_spread, what="dns check")
+        await run_every(interval, run, first_spread=self.first_spread, what="dns check",
+                        clock=self._clock)
 
     async def _relay_loop(self, relay: str, host: str, blocklists: tuple[str, ...],
                           egress: tuple[str, ...], interval: float) -> None:
@@ -117,4 +119,5 @@ class DNSManager:
             log_changes(relay, report, previous)
             previous = report
 
-        await run_every(interval, run, first_spread=self.first_spread, what="dns check")
+        await run_every(interval, run, first_spread=self.first_spread, what="dns check",
+                        clock=self._clock)

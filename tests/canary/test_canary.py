@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from exporter.app import App
 from exporter.canary.result import CanarySent
 from exporter.config import RelayConfig
 from tests.conftest import CANARY_USERS, ENV, auth
-from tests.helpers import eventually, http, value
+from tests.helpers import eventually, http, metrics_until, value
 from tests.servers.dovecot import Dovecot
 from tests.servers.loop import ServerLoop
 from tests.servers.mta import DeliveringRecorder
@@ -99,18 +98,9 @@ async def metrics(base: str) -> str:
 
 async def wait_metric(base: str, name: str, want: float, timeout: float = 10.0,
                       **labels: str) -> str:
-    text = ""
-
-    async def check() -> bool:
-        nonlocal text
-        text = await metrics(base)
-        return (value(text, name, **labels) or 0) >= want
-
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"{name}{labels} never reached {want}"
-        await asyncio.sleep(0.1)
-    return text
+    return await metrics_until(base, lambda text: (value(text, name, **labels) or 0) >= want,
+                               what=f"{name}{labels} to reach {want:g}", timeout=timeout,
+                               interval=0.1)
 
 
 async def send(app: App) -> CanarySent:
