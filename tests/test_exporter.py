@@ -245,11 +245,11 @@ async def test_one_clock_drives_probes_dns_checks_and_canary_sends(
         dns_checks.append(report)
         record(report)
 
-    app.dns_store.record = count_dns  # type: ignore[method-assign]
+    app.dns_store.record = count_dns
 
     def canaries() -> int:
         view = app.canary_store.snapshot().senders["r"]
-        return view.sent + sum(view.failures.values())
+        return int(view.sent + sum(view.failures.values()))
 
     await clock.advance(0)
     assert (probe.calls, len(dns_checks), canaries()) == (0, 0, 0)
