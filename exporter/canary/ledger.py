@@ -12,16 +12,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CanaryRecord", "CanaryState", "StateError"]
+__all__ = ["CanaryRecord", "CanaryState"]
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
 # A canary that went lost is still recognised (as late) for this long, then forgotten.
 LATE_WINDOW = 7 * 86400.0
-
-
-class StateError(Exception):
-    """The state file could not be written; the message says why, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
