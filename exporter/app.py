@@ -161,9 +161,6 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
 
-    def request_stop(self) -> None:
-        self._stopping.set()
-
     async def wait(self) -> None:
         await self._stopping.wait()
 

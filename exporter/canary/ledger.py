@@ -1,27 +1,28 @@
 """Canaries in flight: kept in memory and in an atomically written state file, so a restart
-loses none of them and matches them later with their original send time."""
+loses none of them and matches them later with their original send time.
+
+Changes are made in memory on the event loop; the file is written in a worker thread. Changes
+made while a write runs are coalesced into one following write, and ``save()`` returns once a
+write that includes every change made before the call has finished."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CanaryRecord", "CanaryState", "StateError"]
+__all__ = ["CanaryRecord", "CanaryState"]
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
 # A canary that went lost is still recognised (as late) for this long, then forgotten.
 LATE_WINDOW = 7 * 86400.0
-
-
-class StateError(Exception):
-    """The state file could not be written; the message says why, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +44,19 @@ class CanaryRecord:
 
 
 class CanaryState:
-    """In-flight and recently lost canaries, keyed by (token, mailbox). Event-loop only."""
+    """In-flight and recently lost canaries, keyed by (token, mailbox). Event-loop only: every
+    change is made in memory at once and written to the state file off the loop."""
 
     def __init__(self, directory: str | None, *, instance: str) -> None:
         self.path = Path(directory, f"canaries-{instance}.json") if directory else None
         self._records: dict[tuple[str, str], CanaryRecord] = {}
         self.write_errors = 0
         self.last_error: str | None = None
+        self._changes = 0  # changes made so far
+        self._taken = 0  # changes included in the write running now or in a finished one
+        self._running: asyncio.Future[None] | None = None  # done when the running write ends
+        self._next: asyncio.Future[None] | None = None  # done when the following write ends
+        self._writer: asyncio.Task[None] | None = None
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -62,23 +69,23 @@ class CanaryState:
     def get(self, token: str, mailbox: str) -> CanaryRecord | None:
         return self._records.get((token, mailbox))
 
-    # -- changes -------------------------------------------------------------------------------
+    # -- changes (each one is written soon; await save() to know it is on disk) ----------------
 
     def add(self, records: list[CanaryRecord]) -> None:
         for record in records:
             self._records[(record.token, record.mailbox)] = record
-        self.save()
+        self._changed()
 
     def update(self, record: CanaryRecord) -> None:
         """Replace a canary's record (its send time became known)."""
         self._records[(record.token, record.mailbox)] = record
-        self.save()
+        self._changed()
 
     def remove(self, token: str, mailbox: str) -> CanaryRecord | None:
         """Forget a canary that was seen; returns what was known of it."""
         record = self._records.pop((token, mailbox), None)
         if record is not None:
-            self.save()
+            self._changed()
         return record
 
     def expire(self, now: float) -> list[CanaryRecord]:
@@ -95,7 +102,7 @@ class CanaryState:
                 del self._records[key]
                 changed = True
         if changed:
-            self.save()
+            self._changed()
         return newly
 
     def forget_relays(self, keep: set[str]) -> None:
@@ -103,7 +110,7 @@ class CanaryState:
         before = len(self._records)
         self._records = {k: r for k, r in self._records.items() if r.relay in keep}
         if len(self._records) != before:
-            self.save()
+            self._changed()
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -121,20 +128,62 @@ class CanaryState:
         self._records = {(r.token, r.mailbox): r for r in records}
         return len(records)
 
-    def save(self) -> None:
-        """Write atomically (temp file, fsync, rename); a failure is counted, never raised."""
+    async def save(self) -> None:
+        """Return once every change made before this call is in a finished write.
+
+        Concurrent callers share writes: a change made while a write runs waits for the
+        one following write, which takes all such changes at once. A failed write is
+        counted in ``write_errors`` and ``last_error``, never raised."""
         if self.path is None:
             return
-        doc = {"version": STATE_VERSION,
-               "canaries": [asdict(r) for r in self._records.values()]}
-        try:
-            _atomic_write(self.path, json.dumps(doc, indent=1).encode("utf-8"))
-        except OSError as exc:
-            self.write_errors += 1
-            self.last_error = f"cannot write {self.path}: {exc.strerror or exc}"
-            log.error("canary state not saved", extra={"error": self.last_error})
+        if self._changes <= self._taken:
+            if self._running is None:
+                return
+            done = self._running
         else:
-            self.last_error = None
+            if self._next is None:
+                self._next = asyncio.get_running_loop().create_future()
+            done = self._next
+            self._start_writer()
+        # shielded: a cancelled caller must not cancel the write others wait for
+        await asyncio.shield(done)
+
+    def _changed(self) -> None:
+        self._changes += 1
+        if self.path is not None:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            return  # the running writer goes on while changes are not yet taken
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop (a script, a test): the next save() on one writes
+        self._writer = loop.create_task(self._write_pending(), name="canary:state-write")
+
+    async def _write_pending(self) -> None:
+        path = self.path
+        assert path is not None
+        loop = asyncio.get_running_loop()
+        while self._taken < self._changes:
+            self._taken = self._changes
+            done = self._next or loop.create_future()
+            self._running, self._next = done, None
+            # CanaryRecord is frozen: this tuple is a snapshot no later change can alter.
+            records = tuple(self._records.values())
+            try:
+                await asyncio.to_thread(_write_records, path, records)
+            except OSError as exc:
+                self.write_errors += 1
+                self.last_error = f"cannot write {path}: {exc.strerror or exc}"
+                log.error("canary state not saved", extra={"error": self.last_error})
+            else:
+                self.last_error = None
+            finally:
+                self._running = None
+                if not done.done():
+                    done.set_result(None)
 
 
 def _fields(item: Any) -> dict[str, Any]:
@@ -142,6 +191,17 @@ def _fields(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise TypeError("canary entry is not an object")
     return {k: v for k, v in item.items() if k in known}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(CanaryRecord))
+
+
+def _write_records(path: Path, records: tuple[CanaryRecord, ...]) -> None:
+    # getattr per field, not asdict(): the fields are plain values, and asdict's deep copy
+    # takes ten times as long, holding the GIL the event loop needs
+    doc = {"version": STATE_VERSION,
+           "canaries": [{name: getattr(r, name) for name in _RECORD_FIELDS} for r in records]}
+    _atomic_write(path, json.dumps(doc, indent=1).encode("utf-8"))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

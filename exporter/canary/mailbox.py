@@ -103,10 +103,6 @@ class MailboxWatcher:
         self._sweep_now.set()
         self._thread.join(timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     # -- the thread ----------------------------------------------------------------------------
 
     def _report(self, *, up: bool, error: str | None = None) -> None:

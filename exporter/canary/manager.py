@@ -49,6 +49,7 @@ class CanaryManager:
         self._mailboxes: dict[str, MailboxConfig] = {}
         self._state: CanaryState | None = None
         self._state_key: tuple[str | None, str] | None = None
+        self._old_state_saves: set[asyncio.Task[None]] = set()  # of ledgers replaced by apply()
         self._instance = "default"
         self._nameservers: tuple[tuple[str, int], ...] = ()
         self._sem = asyncio.Semaphore(8)
@@ -70,7 +71,7 @@ class CanaryManager:
         key = (config.state_dir, config.canary_instance)
         if key != self._state_key:
             if self._state is not None:
-                self._state.save()
+                self._save_old_state(self._state)
             self._state = CanaryState(config.state_dir, instance=config.canary_instance)
             restored = self._state.load()
             if restored:
@@ -90,6 +91,12 @@ class CanaryManager:
         self._apply_senders(with_canary)
         if self._expiry is None:
             self._expiry = asyncio.create_task(self._expire_loop(), name="canary:expire")
+
+    def _save_old_state(self, state: CanaryState) -> None:
+        """Finish writing a ledger apply() replaces; stop() waits for it."""
+        task = asyncio.create_task(state.save(), name="canary:old-state-save")
+        self._old_state_saves.add(task)
+        task.add_done_callback(self._old_state_saves.discard)
 
     def _restart_all_watchers(self) -> None:
         for _, watcher in self._watchers.values():
@@ -135,7 +142,8 @@ class CanaryManager:
         self._watchers.clear()
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in watchers))
         if self._state is not None:
-            self._state.save()
+            await self._state.save()
+        await asyncio.gather(*self._old_state_saves)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -170,6 +178,7 @@ class CanaryManager:
         ])
         self._pending.add(token)
         try:
+            await state.save()  # on disk before the send starts: a crash mid-send loses none
             result = await self._send(relay, canary, instance=self._instance,
                                       nameservers=self._nameservers,
                                       token_source=token_source, token=token)

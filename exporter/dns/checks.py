@@ -20,7 +20,7 @@ from exporter.dns.mailpolicy import (
     org_domain,
 )
 from exporter.dns.resolver import Answer, DNSResolver, failure_message
-from exporter.dns.result import CheckStatus, DNSCheck, DomainReport, RelayDNSReport
+from exporter.dns.result import CheckName, CheckStatus, DNSCheck, DomainReport, RelayDNSReport
 from exporter.dns.spf import check_spf
 
 __all__ = ["Answer", "DNSResolver", "check_domain", "check_relay_host", "org_domain"]
@@ -31,7 +31,7 @@ _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 async def _timed(
-    subject: str, check: str, work: Awaitable[Finding], *,
+    subject: str, check: CheckName, work: Awaitable[Finding], *,
     selector: str | None = None, zone: str | None = None,
 ) -> tuple[DNSCheck, Finding]:
     start = time.perf_counter()
@@ -52,20 +52,20 @@ async def check_domain(
     checked_at = time.time()
     domain = domain.rstrip(".").lower()
     jobs = [
-        _timed(domain, "mx", check_mx(domain, resolver=resolver)),
-        _timed(domain, "spf", check_spf(domain, resolver=resolver,
-                                        expect_includes=expect_spf_includes)),
-        *(_timed(domain, "dkim", check_dkim(domain, s, resolver=resolver), selector=s)
-          for s in dkim_selectors),
-        _timed(domain, "dmarc", check_dmarc(domain, resolver=resolver)),
-        _timed(domain, "mta_sts", check_mta_sts(domain, resolver=resolver)),
-        _timed(domain, "tls_rpt", check_tls_rpt(domain, resolver=resolver)),
+        _timed(domain, CheckName.MX, check_mx(domain, resolver=resolver)),
+        _timed(domain, CheckName.SPF, check_spf(domain, resolver=resolver,
+                                                expect_includes=expect_spf_includes)),
+        *(_timed(domain, CheckName.DKIM, check_dkim(domain, s, resolver=resolver),
+                 selector=s) for s in dkim_selectors),
+        _timed(domain, CheckName.DMARC, check_dmarc(domain, resolver=resolver)),
+        _timed(domain, CheckName.MTA_STS, check_mta_sts(domain, resolver=resolver)),
+        _timed(domain, CheckName.TLS_RPT, check_tls_rpt(domain, resolver=resolver)),
     ]
     done = await asyncio.gather(*jobs)
     findings = {(c.check, c.selector): f for c, f in done}
-    spf, dmarc = findings[("spf", None)], findings[("dmarc", None)]
+    spf, dmarc = findings[(CheckName.SPF, None)], findings[(CheckName.DMARC, None)]
     bits = {c.selector: f.dkim_bits for c, f in done
-            if c.check == "dkim" and c.selector is not None and f.dkim_bits is not None}
+            if c.check is CheckName.DKIM and c.selector is not None and f.dkim_bits is not None}
     return DomainReport(
         domain=domain, checked_at=checked_at, checks=tuple(c for c, _ in done),
         spf_lookups=spf.spf_lookups, dkim_key_bits=bits, dmarc_policy=dmarc.dmarc_policy,
@@ -87,12 +87,12 @@ async def check_relay_host(
     checked_at = time.time()
     start = time.perf_counter()
     addresses, finding = await _addresses(host, resolver)
-    address_check = DNSCheck(relay, "address", finding.status, finding.message,
+    address_check = DNSCheck(relay, CheckName.ADDRESS, finding.status, finding.message,
                              duration=time.perf_counter() - start)
     if egress:
         checked = list(egress)
         address_check = DNSCheck(
-            relay, "address", address_check.status,
+            relay, CheckName.ADDRESS, address_check.status,
             f"{address_check.message}; mail leaves from {', '.join(egress)} "
             "(egress_addresses): reverse DNS and blocklists are checked there",
             duration=address_check.duration)
@@ -101,18 +101,19 @@ async def check_relay_host(
         internal = [a for a in addresses if _internal(a)]
         if internal:
             address_check = DNSCheck(
-                relay, "address", address_check.status,
+                relay, CheckName.ADDRESS, address_check.status,
                 f"{address_check.message}; {', '.join(internal)}: not a public address, so "
                 "reverse DNS and blocklists do not apply; set egress_addresses to check the "
                 "address mail leaves from", duration=address_check.duration)
     jobs: list[Awaitable[tuple[DNSCheck, Finding]]] = []
     for address in checked:
-        jobs.append(_timed(relay, "ptr", _ptr(address, resolver), selector=address))
-        jobs.extend(_timed(relay, "dnsbl", _dnsbl(address, zone, resolver), selector=address,
-                           zone=zone.rstrip(".").lower()) for zone in blocklists)
+        jobs.append(_timed(relay, CheckName.PTR, _ptr(address, resolver), selector=address))
+        jobs.extend(_timed(relay, CheckName.DNSBL, _dnsbl(address, zone, resolver),
+                           selector=address, zone=zone.rstrip(".").lower())
+                    for zone in blocklists)
     done = await asyncio.gather(*jobs)
     ptr_matches = {c.selector: f.fcrdns for c, f in done
-                   if c.check == "ptr" and c.selector is not None and f.fcrdns is not None}
+                   if c.check is CheckName.PTR and c.selector is not None and f.fcrdns is not None}
     listed = {(c.selector, c.zone): f.listed for c, f in done
               if c.selector is not None and c.zone is not None and f.listed is not None}
     return RelayDNSReport(

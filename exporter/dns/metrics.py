@@ -6,20 +6,21 @@ from collections.abc import Iterable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from exporter.dns.result import CheckStatus, DNSCheck
+from exporter.dns.result import CheckName, CheckStatus, DNSCheck
 from exporter.dns.store import DNS_BUCKETS, DNSSnapshot
 from exporter.histogram import Histogram
 
 __all__ = ["DOMAIN_CHECKS", "RELAY_CHECKS", "dns_families", "worst"]
 
-DOMAIN_CHECKS = ("mx", "spf", "dkim", "dmarc", "mta_sts", "tls_rpt")
-RELAY_CHECKS = ("address", "ptr", "dnsbl")
+DOMAIN_CHECKS = (CheckName.MX, CheckName.SPF, CheckName.DKIM, CheckName.DMARC,
+                 CheckName.MTA_STS, CheckName.TLS_RPT)
+RELAY_CHECKS = (CheckName.ADDRESS, CheckName.PTR, CheckName.DNSBL)
 _RANK = {CheckStatus.OK: 0, CheckStatus.WARNING: 1, CheckStatus.ERROR: 2}
 
 
-def worst(checks: Iterable[DNSCheck]) -> dict[str, CheckStatus]:
+def worst(checks: Iterable[DNSCheck]) -> dict[CheckName, CheckStatus]:
     """The worst status of each check name (dkim has one check per selector)."""
-    out: dict[str, CheckStatus] = {}
+    out: dict[CheckName, CheckStatus] = {}
     for check in checks:
         if check.check not in out or _RANK[check.status] > _RANK[out[check.check]]:
             out[check.check] = check.status
@@ -83,12 +84,12 @@ def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
     empty = Histogram.empty(DNS_BUCKETS)
     for check in (*DOMAIN_CHECKS, *RELAY_CHECKS):
         hist = snap.durations.get(check, empty)
-        durations.add_metric([check], hist.cumulative(), hist.total)
+        durations.add_metric([check.value], hist.cumulative(), hist.total)
     yield from (status, info, spf, dkim, dmarc, pct, ptr, listed, durations)
 
 
 def _add_status(status: GaugeMetricFamily, info: GaugeMetricFamily, subject: str,
-                names: tuple[str, ...], current: dict[str, CheckStatus]) -> None:
+                names: tuple[CheckName, ...], current: dict[CheckName, CheckStatus]) -> None:
     # A check without a result -- not run yet, or not applicable (reverse DNS and blocklists
     # of a private address, blocklists when none are configured) -- has no series: a 0 would
     # read as a warning or an error that nobody can fix.
@@ -96,6 +97,6 @@ def _add_status(status: GaugeMetricFamily, info: GaugeMetricFamily, subject: str
         now = current.get(name)
         if now is None:
             continue
-        status.add_metric([subject, name], 1 if now is CheckStatus.OK else 0)
+        status.add_metric([subject, name.value], 1 if now is CheckStatus.OK else 0)
         for value in CheckStatus:
-            info.add_metric([subject, name, value.value], 1 if now is value else 0)
+            info.add_metric([subject, name.value, value.value], 1 if now is value else 0)

@@ -40,7 +40,7 @@ async def probe_dns(config: Config, names: Sequence[str] | None) -> DNSResults:
 
 
 def check_to_dict(check: DNSCheck) -> dict[str, Any]:
-    return {"check": check.check, "status": check.status.value, "message": check.message,
+    return {"check": check.check.value, "status": check.status.value, "message": check.message,
             "selector": check.selector, "zone": check.zone,
             "duration": round(check.duration, 6)}
 
@@ -69,5 +69,5 @@ def format_dns(dns: DNSResults) -> str:
 
 
 def _row(subject: str, check: DNSCheck) -> list[str]:
-    what = check.check + "".join(f" {x}" for x in (check.selector, check.zone) if x)
+    what = check.check.value + "".join(f" {x}" for x in (check.selector, check.zone) if x)
     return [subject, what, check.status.value, check.message]

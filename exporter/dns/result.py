@@ -1,4 +1,5 @@
-"""DNS check outcomes as values: one check, a sending domain's report, a relay host's report."""
+"""DNS check outcomes as values: the check names and statuses, one check, a sending domain's
+report, a relay host's report."""
 
 from __future__ import annotations
 
@@ -6,11 +7,28 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "CheckName",
     "CheckStatus",
     "DNSCheck",
     "DomainReport",
     "RelayDNSReport",
 ]
+
+
+class CheckName(StrEnum):
+    """Which DNS check a result is of; the value is the ``check`` label on /metrics."""
+
+    # of a sending domain
+    MX = "mx"
+    SPF = "spf"
+    DKIM = "dkim"
+    DMARC = "dmarc"
+    MTA_STS = "mta_sts"
+    TLS_RPT = "tls_rpt"
+    # of a relay host
+    ADDRESS = "address"
+    PTR = "ptr"
+    DNSBL = "dnsbl"
 
 
 class CheckStatus(StrEnum):
@@ -24,10 +42,10 @@ class CheckStatus(StrEnum):
 @dataclass(frozen=True, slots=True)
 class DNSCheck:
     """One DNS check of a domain or relay host: its status and a one-line explanation with
-    the fix (``check`` is mx, spf, dkim, dmarc, mta_sts, tls_rpt, address, ptr or dnsbl)."""
+    the fix."""
 
     subject: str  # the domain, or the relay name for relay checks
-    check: str
+    check: CheckName
     status: CheckStatus
     message: str
     selector: str | None = None  # dkim: the selector; ptr/dnsbl: the address

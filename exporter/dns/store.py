@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.dns.result import DomainReport, RelayDNSReport
+from exporter.dns.result import CheckName, DomainReport, RelayDNSReport
 from exporter.histogram import Histogram
 
 __all__ = ["DNS_BUCKETS", "DNSSnapshot", "DNSStore"]
@@ -23,7 +23,7 @@ class DNSSnapshot:
     domains: Mapping[str, DomainReport | None]
     relays: Mapping[str, RelayDNSReport | None]
     hosts: Mapping[str, str] = field(default_factory=dict)  # relay -> host
-    durations: Mapping[str, Histogram] = field(default_factory=dict)  # check -> histogram
+    durations: Mapping[CheckName, Histogram] = field(default_factory=dict)
 
 
 class DNSStore:
@@ -33,7 +33,7 @@ class DNSStore:
         self._lock = threading.Lock()
         self._domains: dict[str, DomainReport | None] = {}
         self._relays: dict[str, RelayDNSReport | None] = {}
-        self._durations: dict[str, Histogram] = {}
+        self._durations: dict[CheckName, Histogram] = {}
         self._hosts: dict[str, str] = {}
 
     def configure(self, domains: Iterable[str], relays: Iterable[tuple[str, str]]) -> None:

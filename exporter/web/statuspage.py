@@ -157,7 +157,7 @@ def _dns_section(dns: DNSSnapshot | None) -> str:
             continue
         for check in report.checks:
             css = {"ok": "ok", "warning": "warnc", "error": "fail"}[check.status.value]
-            what = check.check + "".join(f" {x}" for x in (check.selector, check.zone) if x)
+            what = check.check.value + "".join(f" {x}" for x in (check.selector, check.zone) if x)
             rows.append(f"<tr><td><b>{escape(subject)}</b></td><td>{escape(what)}</td>"
                         f'<td class="{css}">{escape(check.status.value)}</td>'
                         f"<td>{escape(check.message)}</td></tr>")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.dns.checks import DNSResolver, check_domain, check_relay_host
-from exporter.dns.result import CheckStatus, DNSCheck, DomainReport
+from exporter.dns.result import CheckName, CheckStatus, DNSCheck, DomainReport
 from tests.servers.dns import DNSServer
 from tests.servers.loop import ServerLoop
 from tests.servers.zones import SERVFAIL, TIMEOUT, zones
@@ -29,7 +29,7 @@ def resolver(dns_server: DNSServer) -> DNSResolver:
     return DNSResolver(nameservers=(("127.0.0.1", dns_server.port),), timeout=0.5)
 
 
-def _check(report: DomainReport, check: str, selector: str | None = None) -> DNSCheck:
+def _check(report: DomainReport, check: CheckName, selector: str | None = None) -> DNSCheck:
     return next(c for c in report.checks if c.check == check and c.selector == selector)
 
 
@@ -39,14 +39,14 @@ async def test_good_domain_passes_every_check(resolver: DNSResolver) -> None:
                                 dkim_selectors=("s2048", "ed", "pkcs1"),
                                 expect_spf_includes=("_spf.provider.test",))
     assert {(c.check, c.selector): (c.status, c.message) for c in report.checks} == {
-        ("mx", None): (OK, "one MX host, each resolves"),
-        ("spf", None): (OK, "one SPF record, 3 of 10 DNS lookups, ends in ~all"),
-        ("dkim", "s2048"): (OK, "DKIM key for selector s2048 is 2048-bit RSA"),
-        ("dkim", "ed"): (OK, "DKIM key for selector ed is ed25519"),
-        ("dkim", "pkcs1"): (OK, "DKIM key for selector pkcs1 is 2048-bit RSA"),
-        ("dmarc", None): (OK, "DMARC p=reject, reports to mailto:dmarc@good.test"),
-        ("mta_sts", None): (OK, "MTA-STS record id=20240101T000000"),
-        ("tls_rpt", None): (OK, "TLS-RPT reports to mailto:tls@good.test"),
+        (CheckName.MX, None): (OK, "one MX host, each resolves"),
+        (CheckName.SPF, None): (OK, "one SPF record, 3 of 10 DNS lookups, ends in ~all"),
+        (CheckName.DKIM, "s2048"): (OK, "DKIM key for selector s2048 is 2048-bit RSA"),
+        (CheckName.DKIM, "ed"): (OK, "DKIM key for selector ed is ed25519"),
+        (CheckName.DKIM, "pkcs1"): (OK, "DKIM key for selector pkcs1 is 2048-bit RSA"),
+        (CheckName.DMARC, None): (OK, "DMARC p=reject, reports to mailto:dmarc@good.test"),
+        (CheckName.MTA_STS, None): (OK, "MTA-STS record id=20240101T000000"),
+        (CheckName.TLS_RPT, None): (OK, "TLS-RPT reports to mailto:tls@good.test"),
     }
     assert report.spf_lookups == 3
     assert report.dkim_key_bits == {"s2048": 2048, "ed": 256, "pkcs1": 2048}
@@ -81,7 +81,7 @@ async def test_spf(resolver: DNSResolver, domain: str, expect: tuple[str, ...],
                    status: CheckStatus, message: str) -> None:
     """Each broken SPF record yields its status and a message naming the fix."""
     report = await check_domain(domain, resolver=resolver, expect_spf_includes=expect)
-    spf = _check(report, "spf")
+    spf = _check(report, CheckName.SPF)
     assert (spf.status, spf.message) == (status, message)
 
 
@@ -107,7 +107,7 @@ async def test_dkim(resolver: DNSResolver, selector: str, status: CheckStatus, m
                    bits: int | None) -> None:
     """Broken, weak, revoked, unparseable and missing DKIM keys each say what to publish."""
     report = await check_domain("keys.test", resolver=resolver, dkim_selectors=(selector,))
-    dkim = _check(report, "dkim", selector)
+    dkim = _check(report, CheckName.DKIM, selector)
     assert (dkim.status, dkim.message) == (status, message)
     assert report.dkim_key_bits.get(selector) == bits
 
@@ -139,7 +139,7 @@ async def test_dmarc(resolver: DNSResolver, domain: str, status: CheckStatus, me
     """DMARC missing, monitoring-only, invalid, inherited or unreachable, each with its fix;
     a DNS failure is never reported as a missing record."""
     report = await check_domain(domain, resolver=resolver)
-    dmarc = _check(report, "dmarc")
+    dmarc = _check(report, CheckName.DMARC)
     assert (dmarc.status, dmarc.message) == (status, message)
     assert report.dmarc_policy == policy
 
@@ -154,22 +154,25 @@ async def test_dmarc(resolver: DNSResolver, domain: str, status: CheckStatus, me
 ])
 async def test_mx(resolver: DNSResolver, domain: str, status: CheckStatus, message: str) -> None:
     """No MX is an error, a null MX is fine, an exchanger that does not resolve is named."""
-    mx = _check(await check_domain(domain, resolver=resolver), "mx")
+    mx = _check(await check_domain(domain, resolver=resolver), CheckName.MX)
     assert (mx.status, mx.message) == (status, message)
 
 
 @pytest.mark.parametrize(("domain", "check", "status", "message"), [
-    ("nomx.test", "mta_sts", WARNING, "no MTA-STS record at _mta-sts.nomx.test; optional but "
+    ("nomx.test", CheckName.MTA_STS, WARNING,
+     "no MTA-STS record at _mta-sts.nomx.test; optional but "
      "recommended: publish v=STSv1; id=... and a policy at "
      "https://mta-sts.nomx.test/.well-known/mta-sts.txt"),
-    ("badsts.test", "mta_sts", ERROR, "MTA-STS record at _mta-sts.badsts.test is invalid: "
+    ("badsts.test", CheckName.MTA_STS, ERROR, "MTA-STS record at _mta-sts.badsts.test is invalid: "
      "id=not-valid! must be 1 to 32 letters and digits"),
-    ("nomx.test", "tls_rpt", WARNING, "no TLS-RPT record at _smtp._tls.nomx.test; optional but "
+    ("nomx.test", CheckName.TLS_RPT, WARNING,
+     "no TLS-RPT record at _smtp._tls.nomx.test; optional but "
      "recommended: publish v=TLSRPTv1; rua=mailto:..."),
-    ("badsts.test", "tls_rpt", ERROR, "TLS-RPT record at _smtp._tls.badsts.test is invalid: "
+    ("badsts.test", CheckName.TLS_RPT, ERROR,
+     "TLS-RPT record at _smtp._tls.badsts.test is invalid: "
      "rua 'ftp://reports.badsts.test' is not a mailto: or https: URI"),
 ])
-async def test_mta_sts_and_tls_rpt(resolver: DNSResolver, domain: str, check: str,
+async def test_mta_sts_and_tls_rpt(resolver: DNSResolver, domain: str, check: CheckName,
                                   status: CheckStatus, message: str) -> None:
     """MTA-STS and TLS-RPT absent are warnings, invalid ones errors."""
     result = _check(await check_domain(domain, resolver=resolver), check)
@@ -187,32 +190,34 @@ async def test_relay_with_matching_ptr_and_blocklists(resolver: DNSResolver) -> 
                              ("2001:db8::10", "bl.test"): False,
                              ("2001:db8::10", "block.test"): False}
     got = {(c.check, c.selector, c.zone): (c.status, c.message) for c in report.checks}
-    assert got[("address", None, None)] == (
+    assert got[(CheckName.ADDRESS, None, None)] == (
         OK, "relay-ok.test resolves to 192.0.2.10, 2001:db8::10")
-    assert got[("ptr", "2001:db8::10", None)] == (
+    assert got[(CheckName.PTR, "2001:db8::10", None)] == (
         OK, "2001:db8::10 has PTR relay-ok.test, which resolves back to it")
-    assert got[("dnsbl", "192.0.2.10", "bl.test")] == (
+    assert got[(CheckName.DNSBL, "192.0.2.10", "bl.test")] == (
         OK, "192.0.2.10 is not listed on bl.test")
-    assert got[("dnsbl", "192.0.2.10", "block.test")] == (
+    assert got[(CheckName.DNSBL, "192.0.2.10", "block.test")] == (
         WARNING, "block.test answered 127.255.255.254 (blocked_query): the list refuses "
         "queries from this resolver; use your own resolver")
 
 
 @pytest.mark.parametrize(("host", "check", "status", "message"), [
-    ("relay-mismatch.test", "ptr", ERROR, "PTR of 192.0.2.11 is other.test, which does not "
+    ("relay-mismatch.test", CheckName.PTR, ERROR, "PTR of 192.0.2.11 is other.test, which does not "
      "resolve back to it; point other.test's A record at 192.0.2.11 or fix the PTR"),
-    ("relay-noptr.test", "ptr", ERROR, "no PTR for 192.0.2.12; ask the address owner to set "
+    ("relay-noptr.test", CheckName.PTR, ERROR,
+     "no PTR for 192.0.2.12; ask the address owner to set "
      "reverse DNS to the relay's host name"),
-    ("relay-listed.test", "dnsbl", ERROR, "192.0.2.20 is listed on bl.test (127.0.0.2); find "
+    ("relay-listed.test", CheckName.DNSBL, ERROR,
+     "192.0.2.20 is listed on bl.test (127.0.0.2); find "
      "the cause, then request delisting from the list"),
-    ("relay-ok.test", "dnsbl", ERROR, "SERVFAIL looking up 10.2.0.192.broken-bl.test; "
+    ("relay-ok.test", CheckName.DNSBL, ERROR, "SERVFAIL looking up 10.2.0.192.broken-bl.test; "
      "broken-bl.test's nameservers are failing"),
-    ("nowhere.test", "address", ERROR,
+    ("nowhere.test", CheckName.ADDRESS, ERROR,
      "nowhere.test has no A or AAAA record; fix the relay host name"),
-    ("servfail.test", "address", ERROR,
+    ("servfail.test", CheckName.ADDRESS, ERROR,
      "SERVFAIL looking up servfail.test; the domain's nameservers are failing"),
 ])
-async def test_relay_failures(resolver: DNSResolver, host: str, check: str,
+async def test_relay_failures(resolver: DNSResolver, host: str, check: CheckName,
                               status: CheckStatus, message: str) -> None:
     """PTR mismatch, no PTR, a listing, a failing list and an unresolvable host are errors."""
     zones_ = ("broken-bl.test",) if host == "relay-ok.test" else ("bl.test",)
@@ -302,7 +307,7 @@ async def test_servfail_and_timeout_are_not_cached(fresh: DNSServer) -> None:
     fresh.protocol.servfail.discard("_dmarc.servfail.test")
     fresh.protocol.records["_dmarc.servfail.test"] = [("TXT", '"v=DMARC1; p=reject"')]
     report = await check_domain("servfail.test", resolver=resolver)
-    assert _check(report, "dmarc").status is WARNING  # p=reject without rua
+    assert _check(report, CheckName.DMARC).status is WARNING  # p=reject without rua
     before = fresh.queries.count("_dmarc.slow.test TXT")
     await check_domain("slow.test", resolver=resolver)
     assert fresh.queries.count("_dmarc.slow.test TXT") > before
@@ -319,7 +324,7 @@ async def test_internal_relay_addresses_are_not_looked_up(resolver: DNSResolver)
     """A relay on an internal address gets no PTR or DNSBL check, and the address check
     says why and what to set instead."""
     report = await check_relay_host("r", "127.0.0.1", resolver=resolver, blocklists=("bl.test",))
-    assert [c.check for c in report.checks] == ["address"]
+    assert [c.check for c in report.checks] == [CheckName.ADDRESS]
     assert "127.0.0.1: not a public address" in report.checks[0].message
     assert "set egress_addresses" in report.checks[0].message
 
@@ -332,11 +337,11 @@ async def test_egress_addresses_are_checked_instead_of_the_relay_host(
     report = await check_relay_host("r", "relay-ok.test", resolver=resolver,
                                     blocklists=("bl.test",), egress=("192.0.2.20", "10.9.9.9"))
     assert report.addresses == ("192.0.2.10", "2001:db8::10")  # still resolved and reported
-    assert {c.selector for c in report.checks if c.check in ("ptr", "dnsbl")} == {
+    assert {c.selector for c in report.checks if c.check in (CheckName.PTR, CheckName.DNSBL)} == {
         "192.0.2.20", "10.9.9.9"}
     assert report.listed[("192.0.2.20", "bl.test")] is True
     assert report.listed[("10.9.9.9", "bl.test")] is False
-    ptr = {c.selector: c for c in report.checks if c.check == "ptr"}
+    ptr = {c.selector: c for c in report.checks if c.check == CheckName.PTR}
     assert ptr["10.9.9.9"].status is CheckStatus.ERROR
     assert ptr["10.9.9.9"].message.startswith("no PTR for 10.9.9.9")
     assert "mail leaves from 192.0.2.20, 10.9.9.9 (egress_addresses)" in report.checks[0].message

@@ -1,9 +1,15 @@
-"""The DNS status series: one per check that has a result, none for checks that did not run."""
+"""The DNS status series: one per check that has a result, none for checks that did not run,
+labelled with the plain check names."""
 
 from __future__ import annotations
 
-from exporter.dns.metrics import dns_families
-from exporter.dns.result import CheckStatus, DNSCheck, DomainReport, RelayDNSReport
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+
+from exporter.dns.metrics import DOMAIN_CHECKS, RELAY_CHECKS, dns_families
+from exporter.dns.result import CheckName, CheckStatus, DNSCheck, DomainReport, RelayDNSReport
 from exporter.dns.store import DNSStore
 
 
@@ -23,13 +29,13 @@ def test_checks_without_a_result_have_no_status_series() -> None:
     store.configure(["example.test", "unchecked.test"], [("relay", "mail.example.test")])
     store.record(RelayDNSReport(
         relay="relay", host="mail.example.test", checked_at=0.0,
-        checks=(DNSCheck("relay", "address", CheckStatus.OK, "resolves to 127.0.3.1"),),
+        checks=(DNSCheck("relay", CheckName.ADDRESS, CheckStatus.OK, "resolves to 127.0.3.1"),),
         addresses=("127.0.3.1",),
     ))
     store.record(DomainReport(
         domain="example.test", checked_at=0.0,
-        checks=(DNSCheck("example.test", "mx", CheckStatus.OK, "one MX host"),
-                DNSCheck("example.test", "dmarc", CheckStatus.ERROR, "no DMARC record")),
+        checks=(DNSCheck("example.test", CheckName.MX, CheckStatus.OK, "one MX host"),
+                DNSCheck("example.test", CheckName.DMARC, CheckStatus.ERROR, "no DMARC record")),
     ))
 
     status = _samples(store, "smtp_dns_check_status")
@@ -43,3 +49,32 @@ def test_checks_without_a_result_have_no_status_series() -> None:
     assert info[("dmarc", "example.test", "ok")] == 0.0
     assert not any(key[0] in ("ptr", "dnsbl") for key in info)
     assert not any("unchecked.test" in key for key in info)
+
+
+def test_check_labels_are_the_plain_check_names() -> None:
+    """The check label on /metrics reads mx, spf, dkim, dmarc, mta_sts, tls_rpt, address,
+    ptr and dnsbl, for the status series and for every duration histogram."""
+    assert [c.value for c in CheckName] == [
+        "mx", "spf", "dkim", "dmarc", "mta_sts", "tls_rpt", "address", "ptr", "dnsbl"]
+    store = DNSStore()
+    store.configure(["example.test"], [("relay", "mail.example.test")])
+    store.record(DomainReport(domain="example.test", checked_at=0.0, checks=tuple(
+        DNSCheck("example.test", c, CheckStatus.OK, "fine") for c in DOMAIN_CHECKS)))
+    store.record(RelayDNSReport(relay="relay", host="mail.example.test", checked_at=0.0,
+                                checks=tuple(DNSCheck("relay", c, CheckStatus.OK, "fine")
+                                             for c in RELAY_CHECKS)))
+
+    class Collector:
+        def collect(self) -> Iterator[Metric]:
+            return dns_families(store.snapshot())
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    text = generate_latest(registry).decode()
+    for name in ("mx", "spf", "dkim", "dmarc", "mta_sts", "tls_rpt"):
+        assert f'smtp_dns_check_status{{check="{name}",domain="example.test"}} 1.0' in text
+    for name in ("address", "ptr", "dnsbl"):
+        assert f'smtp_dns_check_status{{check="{name}",domain="mail.example.test"}} 1.0' in text
+    for name in CheckName:
+        assert f'smtp_dns_check_duration_seconds_count{{check="{name.value}"}} ' in text
+    assert "CheckName" not in text

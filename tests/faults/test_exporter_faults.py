@@ -17,7 +17,7 @@ import yaml
 
 from exporter.app import App
 from exporter.dns.checks import DNSResolver, check_domain
-from exporter.dns.result import CheckStatus
+from exporter.dns.result import CheckName, CheckStatus
 from exporter.model import Phase, Reason
 from exporter.relay.probe import probe_relay
 from exporter.relay.result import RelayResult
@@ -70,7 +70,7 @@ async def test_truncated_dns_answer_is_a_lookup_error_not_a_missing_record(
     report = await check_domain("truncated.test", resolver=resolver, dkim_selectors=(),
                                 expect_spf_includes=())
     by_check = {c.check: c for c in report.checks}
-    for check in ("spf", "dmarc"):
+    for check in (CheckName.SPF, CheckName.DMARC):
         assert by_check[check].status is CheckStatus.ERROR
         assert by_check[check].message.startswith("DNS error looking up"), by_check[check]
         assert "no " not in by_check[check].message.split("(")[0]
