@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exporter.demo.dns import BLOCKLIST, DemoDNS
-from exporter.demo.imap import DemoIMAPServer, MailStore
+from exporter.demo.imap import DemoIMAPServer
+from exporter.demo.mailstore import MailStore
 from exporter.demo.tokens import CLIENT_ID, DemoTokenEndpoint
 
 __all__ = ["DemoRelay", "make_certificate", "write_demo_config"]

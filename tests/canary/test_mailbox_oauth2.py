@@ -16,7 +16,8 @@ import yaml
 
 from exporter.app import App
 from exporter.canary.send import compose_canary, new_token
-from exporter.demo.imap import DemoIMAPServer, MailStore
+from exporter.demo.imap import DemoIMAPServer
+from exporter.demo.mailstore import MailStore
 from tests.conftest import ENV
 from tests.helpers import eventually, http, value
 from tests.servers.scripted import refused_port

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from imapclient.exceptions import LoginError
 from imapclient.imapclient import JUNK, TRASH  # not re-exported by the package in 4.x
 
-from exporter.demo.imap import DemoIMAPServer, MailStore
-from exporter.demo.imap_parse import ParseError, parse_command, parse_fetch_items, parse_search
+from exporter.demo.imap import DemoIMAPServer
+from exporter.demo.imap_messages import parse_fetch_items, parse_search
+from exporter.demo.imap_parse import ParseError, parse_command
+from exporter.demo.mailstore import MailStore
 from tests.servers.loop import ServerLoop
 
 USER, PASSWORD = "canary@demo.test", "correct horse battery staple"

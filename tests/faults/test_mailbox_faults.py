@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from exporter.app import App
-from exporter.demo.imap import DemoIMAPServer, MailStore
+from exporter.demo.imap import DemoIMAPServer
+from exporter.demo.mailstore import MailStore
 from tests.canary.test_canary import (
     RB,
     Bed,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from exporter.demo.imap import DemoIMAPServer, MailStore
+from exporter.demo.imap import DemoIMAPServer
+from exporter.demo.mailstore import MailStore
 from tests.conftest import auth
 from tests.helpers import http, value, wait_for
 from tests.servers.loop import ServerLoop

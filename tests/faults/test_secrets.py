@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.demo.imap import DemoIMAPServer, MailStore
+from exporter.demo.imap import DemoIMAPServer
+from exporter.demo.mailstore import MailStore
 from exporter.relay.probe import probe_relay
 from tests.conftest import make_config
 from tests.faults.proxy import Fault, FaultProxy

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from exporter.demo.imap import MailStore
+from exporter.demo.mailstore import MailStore
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import Recorder
 
@@ -60,7 +60,7 @@ class DeliveringRecorder(Recorder):
 @dataclass
 class StoreRecorder(Recorder):
     """Recorder that files each message into ``user``'s INBOX of an in-process IMAP store
-    (exporter.demo_imap); ``hold`` keeps messages back until ``release``."""
+    (exporter.demo.mailstore); ``hold`` keeps messages back until ``release``."""
 
     store: MailStore | None = None
     user: str = ""
