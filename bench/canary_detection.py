@@ -30,9 +30,9 @@ from exporter.canary.mailbox import MailboxStatus, MailboxWatcher  # noqa: E402
 from exporter.canary.result import Arrival  # noqa: E402
 from exporter.canary.send import compose_canary, new_token  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
+from exporter.demo.certs import make_certificate  # noqa: E402
 from exporter.demo.imap import DemoIMAPServer  # noqa: E402
 from exporter.demo.mailstore import MailStore  # noqa: E402
-from exporter.demo.run import make_certificate  # noqa: E402
 from tests.servers.dovecot import dovecot_available, start_dovecot  # noqa: E402
 
 USERS = {"canary": "bench-pass"}

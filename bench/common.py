@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from exporter.config import Config, parse_config  # noqa: E402
-from exporter.demo.run import make_certificate  # noqa: E402
+from exporter.demo.certs import make_certificate  # noqa: E402
 
 PASSWORD = "bench-password"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

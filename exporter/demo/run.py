@@ -1,146 +1,35 @@
-"""The embedded demo: a loopback relay (aiosmtpd, STARTTLS and implicit TLS, AUTH) to probe."""
+"""The demo as a whole: DemoRelay starts its relay, mailbox, DNS and token endpoint; its config."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import datetime as dt
-import ipaddress
-import json
 import secrets
 import ssl
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from aiosmtpd.smtp import SMTP
 
-from exporter.demo.dns import BLOCKLIST, DemoDNS
+from exporter.demo.certs import make_certificate
+from exporter.demo.dns import BLOCKLIST, DEMO_DOMAIN, DemoDNS
 from exporter.demo.imap import DemoIMAPServer
 from exporter.demo.mailstore import MailStore
+from exporter.demo.relay import DEMO_MX, INBOX_ADDRESS, JUNK_ADDRESS, USERNAME, DemoMXHandler
 from exporter.demo.tokens import CLIENT_ID, DemoTokenEndpoint
 
-__all__ = ["DemoRelay", "make_certificate", "write_demo_config"]
+__all__ = [
+    "IMAP_PASSWORD_ENV", "PASSWORD_ENV", "REFRESH_TOKEN_ENV", "USERNAME", "WRONG_PASSWORD_ENV",
+    "DemoRelay", "write_demo_config",
+]
 
 PASSWORD_ENV = "SMTP_CANARY_DEMO_PASSWORD"  # noqa: S105 - a variable name
 WRONG_PASSWORD_ENV = "SMTP_CANARY_DEMO_WRONG_PASSWORD"  # noqa: S105
 IMAP_PASSWORD_ENV = "SMTP_CANARY_DEMO_IMAP_PASSWORD"  # noqa: S105
 REFRESH_TOKEN_ENV = "SMTP_CANARY_DEMO_REFRESH_TOKEN"  # noqa: S105
-USERNAME = "demo"
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_certificate(directory: Path, *, days: int = 30) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a localhost certificate it signed: (ca.pem, cert.pem, key.pem)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("smtp-canary-exporter demo CA"))
-        .issuer_name(_name("smtp-canary-exporter demo CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(
-            x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("::1")),
-            ]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
-    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    paths[2].chmod(0o600)
-    return paths
-
-
-# What the demo's receiving MX stamps. It verifies nothing: it plays a receiver that saw
-# SPF, DKIM and DMARC pass for mail to the inbox address, and fail for mail it files as junk,
-# so the exporter's parser, verdicts and alert conditions have real headers to work on.
-DEMO_MX = "demo-mx.localhost"
-DEMO_DOMAIN = "demo.localhost"
-INBOX_ADDRESS = f"canary@{DEMO_DOMAIN}"
-JUNK_ADDRESS = f"junk@{DEMO_DOMAIN}"
-_PASS = (f"{DEMO_MX}; spf=pass smtp.mailfrom={DEMO_DOMAIN}; dkim=pass header.d={DEMO_DOMAIN}"
-         f" header.s=demo; dmarc=pass header.from={DEMO_DOMAIN}")
-_FAIL = (f"{DEMO_MX}; spf=softfail smtp.mailfrom={DEMO_DOMAIN}; dkim=fail (body hash did not"
-         f" verify) header.d={DEMO_DOMAIN} header.s=demo; dmarc=fail header.from={DEMO_DOMAIN}")
-
-
-@dataclass
-class _Handler:
-    """Accepts every message; mail for the demo domain goes into the demo mailbox."""
-
-    store: MailStore | None = None
-    tokens: DemoTokenEndpoint | None = None
-    received: list[Envelope] = field(default_factory=list)
-
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-        """XOAUTH2 (initial response only): a bearer token the demo token endpoint issued."""
-        try:
-            raw = base64.b64decode(args[1], validate=True).decode() if len(args) > 1 else ""
-        except (binascii.Error, UnicodeDecodeError):
-            raw = ""
-        parts = dict(p.split("=", 1) for p in raw.split("\x01") if "=" in p)
-        scheme, _, token = parts.get("auth", "").partition(" ")
-        if (parts.get("user") == USERNAME and scheme == "Bearer" and self.tokens is not None
-                and self.tokens.valid(token)):
-            return AuthResult(success=True, handled=False)
-        error = {"status": "401", "schemes": "bearer"}
-        if await server.challenge_auth(json.dumps(error).encode()) is MISSING:
-            return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, handled=False)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.received = [*self.received[-99:], envelope]
-        content = envelope.original_content or b""
-        if self.store is not None:
-            for rcpt in envelope.rcpt_tos:
-                junk = rcpt.lower() == JUNK_ADDRESS
-                stamp = f"Authentication-Results: {_FAIL if junk else _PASS}\r\n".encode()
-                self.store.deliver("canary", stamp + content, folder="Junk" if junk else "INBOX")
-        return f"250 2.0.0 Ok: queued as {secrets.token_hex(5).upper()}"
 
 
 class DemoRelay:
-    """Two listeners on 127.0.0.1: STARTTLS (like 587) and implicit TLS (like 465)."""
+    """The demo on 127.0.0.1: a relay with two listeners, STARTTLS (like 587) and implicit TLS
+    (like 465), the IMAP mailbox it delivers to, a DNS server and an OAuth2 token endpoint."""
 
     def __init__(self, directory: Path, *, password: str | None = None) -> None:
         self.directory = directory
@@ -153,30 +42,18 @@ class DemoRelay:
         self.imap = DemoIMAPServer(self.mail, users={"canary": self.imap_password},
                                    ssl_context=self._ctx, hostname="demo-imap.localhost")
         self.tokens = DemoTokenEndpoint()
-        self.handler = _Handler(store=self.mail, tokens=self.tokens)
+        self.handler = DemoMXHandler(self.password, store=self.mail, tokens=self.tokens)
         self.dns = DemoDNS()
         self.starttls_port = 0
         self.implicit_port = 0
         self._servers: list[asyncio.Server] = []
 
-    def _authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        ok = (
-            isinstance(data, LoginPassword)
-            and data.login == USERNAME.encode()
-            and secrets.compare_digest(data.password, self.password.encode())
-        )
-        return AuthResult(success=ok, handled=False)
-
     def _smtp(self, *, starttls: bool) -> SMTP:
-        return SMTP(
-            self.handler,
+        return self.handler.smtp(
             hostname="demo-relay.localhost",
             ident="smtp-canary-exporter demo relay",
             tls_context=self._ctx if starttls else None,
             require_starttls=starttls,
-            authenticator=self._authenticate,
             auth_require_tls=starttls,
         )
 

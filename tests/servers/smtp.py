@@ -1,17 +1,16 @@
-"""An aiosmtpd relay with PLAIN, LOGIN, CRAM-MD5 and XOAUTH2, and listeners that misbehave."""
+"""A recording aiosmtpd relay on the demo relay's handler: PLAIN, LOGIN, CRAM-MD5 and XOAUTH2."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
-import json
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from exporter.demo.relay import RelayHandler
 from tests.servers.loop import ServerLoop
 
 USER = "probe@example.test"
@@ -20,8 +19,12 @@ TOKEN = "ya29.test-access-token"
 
 
 @dataclass
-class Recorder:
-    """What the relay saw: AUTH attempts, envelopes, messages."""
+class Recorder(RelayHandler):
+    """The demo relay's handler base, recording what the relay saw: AUTH attempts, envelopes,
+    messages; it also offers CRAM-MD5 and can refuse one recipient."""
+
+    bearer_error: ClassVar[dict[str, str]] = {
+        "status": "401", "schemes": "bearer", "scope": "https://mail.example.test/"}
 
     seen_auth: list[str] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)
@@ -55,26 +58,19 @@ class Recorder:
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         self.seen_auth.append("XOAUTH2")
-        raw = base64.b64decode(args[1]).decode() if len(args) > 1 else ""
-        parts = dict(p.split("=", 1) for p in raw.split("\x01") if "=" in p)
-        if parts.get("user") == USER and parts.get("auth") == f"Bearer {self.token}":
-            return AuthResult(success=True, handled=False)
-        error = {"status": "401", "schemes": "bearer", "scope": "https://mail.example.test/"}
-        await server.challenge_auth(json.dumps(error).encode())
-        return AuthResult(success=False, handled=False)
+        return await super().auth_XOAUTH2(server, args)
 
+    def bearer_valid(self, user: str, token: str) -> bool:
+        return user == USER and token == self.token
 
-def authenticator(recorder: Recorder) -> Any:
-    def check(
-        server: SMTP, session: Session, envelope: Envelope, mech: str, data: Any
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        recorder.seen_auth.append(mech)
-        ok = isinstance(data, LoginPassword) and data.login == USER.encode() and (
-            data.password == recorder.password.encode()
-        )
-        return AuthResult(success=ok, handled=False)
+        self.seen_auth.append(mechanism)
+        return super().authenticate(server, session, envelope, mechanism, data)
 
-    return check
+    def password_valid(self, login: bytes, password: bytes) -> bool:
+        return login == USER.encode() and password == self.password.encode()
 
 
 @dataclass
@@ -100,15 +96,13 @@ def start_relay(
     rec = recorder or Recorder()
 
     def factory() -> SMTP:
-        return SMTP(
-            rec,
+        return rec.smtp(
             hostname="relay.example.test",
             ident="test relay",
             tls_context=ctx if (starttls and not implicit) else None,
             require_starttls=False,
-            authenticator=authenticator(rec),
             auth_require_tls=auth_require_tls and not implicit,
-            auth_exclude_mechanism=list(exclude),
+            auth_exclude_mechanism=exclude,
         )
 
     async def start() -> asyncio.Server:
