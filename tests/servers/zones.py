@@ -11,18 +11,12 @@ import dns.reversename
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.servers.dns import Records
+from exporter.demo.dns import Records, txt
 
 __all__ = ["SERVFAIL", "TIMEOUT", "dkim_rsa", "ptr", "txt", "zones"]
 
 SERVFAIL = {"servfail.test", "_dmarc.servfail.test", "10.2.0.192.broken-bl.test"}
 TIMEOUT = {"_dmarc.slow.test", "slow.test"}
-
-
-def txt(value: str) -> str:
-    """A TXT value in zone-file text, split into 255-byte strings as publishers do."""
-    chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
-    return " ".join(f'"{chunk}"' for chunk in chunks)
 
 
 def ptr(address: str) -> str:
