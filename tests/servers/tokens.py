@@ -1,7 +1,8 @@
-"""A recording OAuth2 token endpoint on loopback (http.server in a thread)."""
+"""A recording OAuth2 token endpoint on loopback: the demo's endpoint, answering as scripted."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -9,7 +10,9 @@ import urllib.parse
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from exporter.demo.tokens import DemoTokenEndpoint, HTTPReply, HTTPRequest
+from tests.servers.loop import ServerLoop
 
 
 @dataclass
@@ -53,39 +56,36 @@ class TokenEndpoint:
         return self.replies.popleft() if self.replies else self.default
 
 
+class _Scripted(DemoTokenEndpoint):
+    """The demo's token endpoint, recording each request and answering from ``state``."""
+
+    path = "/oauth2/token"
+
+    def __init__(self, state: TokenEndpoint) -> None:
+        super().__init__()
+        self.state = state
+
+    async def respond(self, request: HTTPRequest) -> HTTPReply:
+        form = urllib.parse.parse_qs(request.body.decode(), strict_parsing=True)
+        self.state.forms.append({name: values[0] for name, values in form.items()})
+        self.state.headers.append(dict(request.headers))
+        reply = self.state.next_reply()
+        if reply.delay:
+            await asyncio.to_thread(self.state.released.wait, reply.delay)
+        return HTTPReply(reply.status, reply.body, reply.content_type)
+
+
 @contextlib.contextmanager
 def serve_tokens() -> Iterator[TokenEndpoint]:
-    """A token endpoint on 127.0.0.1:0 in a thread, for as long as the block runs."""
+    """A token endpoint on 127.0.0.1:0, in a loop thread of its own, while the block runs."""
     state = TokenEndpoint()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            form = urllib.parse.parse_qs(self.rfile.read(length).decode(), strict_parsing=True)
-            state.forms.append({name: values[0] for name, values in form.items()})
-            state.headers.append(dict(self.headers.items()))
-            reply = state.next_reply()
-            if reply.delay:
-                state.released.wait(reply.delay)
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/oauth2/token"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    loop = ServerLoop()
+    server = _Scripted(state)
+    loop.run(server.start())
+    state.url = server.url
     try:
         yield state
     finally:
         state.released.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
+        loop.run(server.stop())
+        loop.stop()
