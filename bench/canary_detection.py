@@ -1,7 +1,7 @@
 """Canary detection delay: from a message being stored in the mailbox to the watcher seeing it,
 with IMAP IDLE and with polling, against a real Dovecot on 127.0.0.1.
 
-Needs Dovecot (tests/servers/install-dovecot.sh) and root, like the canary tests; without
+Needs Dovecot (testservers/install-dovecot.sh) and root, like the canary tests; without
 them (or with --demo) it measures against the exporter's demo IMAP server, and says so.
 
     python bench/canary_detection.py [--messages 20] [--poll-interval 5]
@@ -33,7 +33,7 @@ from exporter.config import parse_config  # noqa: E402
 from exporter.demo.certs import make_certificate  # noqa: E402
 from exporter.demo.imap import DemoIMAPServer  # noqa: E402
 from exporter.demo.mailstore import MailStore  # noqa: E402
-from tests.servers.dovecot import dovecot_available, start_dovecot  # noqa: E402
+from testservers.dovecot import dovecot_available, start_dovecot  # noqa: E402
 
 USERS = {"canary": "bench-pass"}
 
@@ -145,7 +145,7 @@ def main() -> None:
     if demo:
         server_name = "the demo IMAP server (not Dovecot)"
         if not args.demo:
-            print("canary_detection: Dovecot is not installed (tests/servers/install-dovecot.sh)"
+            print("canary_detection: Dovecot is not installed (testservers/install-dovecot.sh)"
                   " or not root: measuring against the exporter's demo IMAP server instead")
     ca = trustme.CA()
     with tempfile.TemporaryDirectory() as tmp:

@@ -109,12 +109,12 @@ def dovecot(tmp_path: Path, ca: trustme.CA) -> Iterator[Any]:
     (a laptop), an error in CI."""
     import os
 
-    from tests.servers.dovecot import dovecot_available, start_dovecot
+    from testservers.dovecot import dovecot_available, start_dovecot
 
     if not dovecot_available():
         if os.environ.get("CI"):
             pytest.fail("Dovecot is missing in CI: .ci/run installs it")
-        pytest.skip("Dovecot not installed (tests/servers/install-dovecot.sh), or not root")
+        pytest.skip("Dovecot not installed (testservers/install-dovecot.sh), or not root")
     server = start_dovecot(tmp_path / "dovecot", users=CANARY_USERS, ca=ca)
     yield server
     server.stop()

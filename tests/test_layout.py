@@ -1,9 +1,14 @@
 """The package reads by feature: each feature imports only what its layer may, other features
-only through their package roots, and no module grows past 400 lines."""
+only through their package roots, and no module grows past 400 lines. bench/ and the servers
+it shares with the tests (testservers/) stand without tests/, and the wheel without either."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import subprocess
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +116,53 @@ def test_benchmarks_import_nothing_from_tests() -> None:
             )
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "tests"]
     assert not offenders, offenders
+
+
+def _top_level_imports(folder: str) -> Iterator[tuple[str, str]]:
+    """(file, imported module) for every absolute import in the Python files under ``folder``."""
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                yield str(path.relative_to(ROOT)), node.module
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield str(path.relative_to(ROOT)), alias.name
+
+
+def test_shared_servers_import_nothing_from_tests() -> None:
+    """testservers/, which bench/ imports, imports nothing from tests/ either."""
+    offenders = [f"{path}: {name}" for path, name in _top_level_imports("testservers")
+                 if name.split(".")[0] == "tests"]
+    assert not offenders, offenders
+
+
+def test_package_imports_no_test_code() -> None:
+    """exporter/ (the wheel) needs neither tests/ nor testservers/."""
+    offenders = [f"{path}: {name}" for path, name in _top_level_imports("exporter")
+                 if name.split(".")[0] in ("tests", "testservers")]
+    assert not offenders, offenders
+
+
+def test_wheel_leaves_out_tests_and_testservers() -> None:
+    """pyproject's package search takes exporter, and neither tests, testservers nor bench."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+
+    def shipped(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in include)
+
+    assert shipped("exporter") and shipped("exporter.demo")
+    assert not any(shipped(name) for name in ("tests", "tests.servers", "testservers", "bench"))
+
+
+BENCH_SCRIPTS = sorted(p.name for p in (ROOT / "bench").glob("*.py")
+                       if 'if __name__ == "__main__":' in p.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("script", BENCH_SCRIPTS)
+def test_bench_script_imports(script: str, tmp_path: Path) -> None:
+    """Each benchmark imports what it needs and prints its usage, from any directory."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage:" in proc.stdout

@@ -18,10 +18,10 @@ from exporter.canary.result import CanarySent
 from exporter.config import RelayConfig
 from tests.conftest import CANARY_USERS, ENV, auth
 from tests.helpers import eventually, http, metrics_until, value
-from tests.servers.dovecot import Dovecot
 from tests.servers.loop import ServerLoop
 from tests.servers.mta import DeliveringRecorder
 from tests.servers.smtp import start_relay
+from testservers.dovecot import Dovecot
 
 IMAP_ENV = {"CANARY_IMAP_PASSWORD": CANARY_USERS["canary"]}
 TO = "canary@example.test"
@@ -299,7 +299,7 @@ async def test_polling_without_idle(tmp_path: Path, server_loop: ServerLoop,
                                     server_ctx: ssl.SSLContext, ca_file: str, ca: Any,
                                     tls: str, apps: list[App]) -> None:
     """On a server without IDLE the watcher polls (IMAP over TLS either way) and still finds it."""
-    from tests.servers.dovecot import start_dovecot
+    from testservers.dovecot import start_dovecot
 
     server = start_dovecot(tmp_path / "dv", users=CANARY_USERS, ca=ca, idle=False)
     try:

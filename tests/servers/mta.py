@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from exporter.demo.mailstore import MailStore
-from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import Recorder
+from testservers.dovecot import Dovecot
 
 GOOD_AR = ("mx.test.example; spf=pass smtp.mailfrom=example.test; "
            "dkim=pass header.d=example.test header.s=s1; dmarc=pass header.from=example.test")

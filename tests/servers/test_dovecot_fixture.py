@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.servers.dovecot import Dovecot, dovecot_available, start_dovecot
+from testservers.dovecot import Dovecot, dovecot_available, start_dovecot
 
 USER = "canary@example.test"
 PASSWORD = "canary pass: with colon"
@@ -27,9 +27,9 @@ def _needs_dovecot() -> None:
     if dovecot_available():
         return
     if os.environ.get("CI"):
-        pytest.fail("CI is set but Dovecot is missing (run tests/servers/install-dovecot.sh)"
+        pytest.fail("CI is set but Dovecot is missing (run testservers/install-dovecot.sh)"
                     " or the tests are not running as root")
-    pytest.skip("needs Dovecot (tests/servers/install-dovecot.sh installs it) and root")
+    pytest.skip("needs Dovecot (testservers/install-dovecot.sh installs it) and root")
 
 
 @pytest.fixture

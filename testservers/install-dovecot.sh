@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install the Dovecot packages that tests/servers/dovecot.py runs (Debian 12: Dovecot 2.3.x).
+# Install the Dovecot packages that testservers/dovecot.py runs (Debian 12: Dovecot 2.3.x).
 # Idempotent; CI calls it before the tests. Starts no daemon: the tests run their own instances.
 set -eu
 

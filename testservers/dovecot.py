@@ -384,7 +384,7 @@ def _config(dv: Dovecot, *, idle: bool, plaintext_login: bool, mail_uid: int,
     else:
         auth = "ssl = required\ndisable_plaintext_auth = yes\n"
     return f"""\
-# Written by tests/servers/dovecot.py. Self-contained: every path is under {root}.
+# Written by testservers/dovecot.py. Self-contained: every path is under {root}.
 instance_name = dovecot-test-{secrets.token_hex(4)}
 base_dir = {root}/run
 state_dir = {root}/state
@@ -460,7 +460,7 @@ def _which(name: str) -> str | None:
 def _require(name: str) -> str:
     path = _which(name)
     if path is None:
-        raise DovecotError(f"{name} not found; install it with tests/servers/install-dovecot.sh")
+        raise DovecotError(f"{name} not found; install it with testservers/install-dovecot.sh")
     return path
 
 

@@ -1,0 +1,1 @@
+"""Servers both the tests and the benchmarks run: a real Dovecot on loopback; not in the wheel."""
