@@ -18,13 +18,10 @@ import imaplib
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import smtplib
-import socket
 import ssl
-import stat
 import subprocess
 import time
 from collections.abc import Mapping
@@ -34,23 +31,12 @@ from types import TracebackType
 
 import trustme
 
+from testservers.dovecot_config import LOGIN_USER, MAIL_USER, config_text
+from testservers.processes import alive, free_ports, greets, group_pids, make_traversable
+
 __all__ = ["Dovecot", "DovecotError", "dovecot_available", "start_dovecot"]
 
 _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin"])
-_MAIL_USER = "dovecot"
-_LOGIN_USER = "dovenull"
-
-# Dovecot 2.3's built-in post-login CAPABILITY (CAPABILITY_STRING) minus IDLE. Setting
-# imap_capability replaces it both before and after login; STARTTLS, AUTH= and LOGINDISABLED
-# are still added by imap-login as usual.
-_CAPABILITY_WITHOUT_IDLE = (
-    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE SORT SORT=DISPLAY THREAD=REFERENCES "
-    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
-    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
-    "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
-    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
-)
-
 
 # Instances still running when the interpreter exits (a test forgot stop()) are stopped then.
 _RUNNING: dict[int, Dovecot] = {}
@@ -112,7 +98,7 @@ class Dovecot:
         """PIDs of this instance's live processes (master and children, zombies excluded)."""
         if self._proc is None:
             return []
-        return _group_pids(self._proc.pid)
+        return group_pids(self._proc.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of Dovecot's log and of the master's stderr."""
@@ -148,7 +134,7 @@ class Dovecot:
         if done.returncode not in (0, 68):  # 68 (EX_NOUSER): nobody was connected
             raise DovecotError(f"doveadm kick {user} failed: {done.stderr.strip()}")
         deadline = time.monotonic() + self._timeout
-        while any(_alive(p, pgid) for p in before):
+        while any(alive(p, pgid) for p in before):
             if time.monotonic() > deadline:
                 raise DovecotError(f"{user}'s IMAP processes {before} outlived the kick")
             time.sleep(0.02)
@@ -166,7 +152,7 @@ class Dovecot:
         if proc is None:
             return
         pgid = proc.pid
-        pids = _group_pids(pgid)
+        pids = group_pids(pgid)
         if proc.poll() is None:
             os.killpg(pgid, signal.SIGTERM)
         try:
@@ -175,13 +161,13 @@ class Dovecot:
             proc.kill()
             proc.wait()
         # Anything the master spawned while going down is in the group too.
-        for p in _group_pids(pgid):
+        for p in group_pids(pgid):
             if p not in pids:
                 pids.append(p)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGTERM)
         deadline = time.monotonic() + self._timeout
-        while left := [p for p in pids if _alive(p, pgid)]:
+        while left := [p for p in pids if alive(p, pgid)]:
             if time.monotonic() > deadline:
                 for p in left:
                     with contextlib.suppress(ProcessLookupError):
@@ -236,7 +222,7 @@ class Dovecot:
                     f"within {self._timeout:g} s\n" + self.log_tail()
                 )
             for port, greeting in list(pending.items()):
-                if _greets(self.host, port, greeting):
+                if greets(self.host, port, greeting):
                     del pending[port]
             if pending:
                 time.sleep(0.02)
@@ -316,12 +302,12 @@ def start_dovecot(
     _require("dovecot")
     if os.geteuid() != 0:
         raise DovecotError("start_dovecot needs root: Dovecot drops to its dovecot/dovenull users")
-    mail_pw = pwd.getpwnam(_MAIL_USER)
-    pwd.getpwnam(_LOGIN_USER)
+    mail_pw = pwd.getpwnam(MAIL_USER)
+    pwd.getpwnam(LOGIN_USER)
 
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    _make_traversable(root)
+    make_traversable(root)
     ca = ca or trustme.CA()
     tls = root / "tls"
     tls.mkdir(exist_ok=True)
@@ -349,14 +335,14 @@ def start_dovecot(
 
     fixed = {"imap": imap_port, "imaps": imaps_port, "lmtp": lmtp_port}
     for attempt in range(3):
-        ports = _free_ports(host, fixed)
+        ports = free_ports(host, fixed)
         dv = Dovecot(
             root=root, host=host, imap_port=ports["imap"], imaps_port=ports["imaps"],
             lmtp_port=ports["lmtp"], ca_file=str(ca_file), users=dict(users), _timeout=timeout,
         )
         dv.config_file.write_text(
-            _config(
-                dv, idle=idle, plaintext_login=plaintext_login_on_loopback,
+            config_text(
+                root, host, ports, idle=idle, plaintext_login=plaintext_login_on_loopback,
                 mail_uid=mail_pw.pw_uid, mail_gid=mail_pw.pw_gid,
             )
         )
@@ -373,84 +359,6 @@ def start_dovecot(
             raise
         return dv
     raise AssertionError("unreachable")
-
-
-def _config(dv: Dovecot, *, idle: bool, plaintext_login: bool, mail_uid: int,
-            mail_gid: int) -> str:
-    root, host = dv.root, dv.host
-    capability = "" if idle else f"imap_capability = {_CAPABILITY_WITHOUT_IDLE}\n"
-    if plaintext_login:
-        auth = "ssl = yes\ndisable_plaintext_auth = no\n"
-    else:
-        auth = "ssl = required\ndisable_plaintext_auth = yes\n"
-    return f"""\
-# Written by testservers/dovecot.py. Self-contained: every path is under {root}.
-instance_name = dovecot-test-{secrets.token_hex(4)}
-base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-auth_verbose = yes
-verbose_proctitle = yes
-protocols = imap lmtp
-listen = {host}
-hostname = imap.example.test
-default_internal_user = {_MAIL_USER}
-default_login_user = {_LOGIN_USER}
-{auth}ssl_cert = <{root}/tls/server.pem
-ssl_key = <{root}/tls/server.key
-ssl_min_protocol = TLSv1.2
-auth_mechanisms = plain login
-# Negative login tests must not slow later ones down (no failure delay, no anvil penalty).
-auth_failure_delay = 0
-first_valid_uid = {mail_uid}
-last_valid_uid = {mail_uid}
-first_valid_gid = {mail_gid}
-last_valid_gid = {mail_gid}
-mail_location = maildir:~/Maildir
-mail_fsync = never
-{capability}
-passdb {{
-  driver = passwd-file
-  args = username_format=%u {root}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%u {root}/users
-}}
-namespace inbox {{
-  inbox = yes
-  mailbox Junk {{
-    special_use = \\Junk
-    auto = subscribe
-  }}
-  mailbox Trash {{
-    special_use = \\Trash
-    auto = subscribe
-  }}
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = {host}
-    port = {dv.imap_port}
-  }}
-  inet_listener imaps {{
-    address = {host}
-    port = {dv.imaps_port}
-    ssl = yes
-  }}
-}}
-service lmtp {{
-  inet_listener lmtp {{
-    address = {host}
-    port = {dv.lmtp_port}
-  }}
-}}
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-"""
 
 
 def _which(name: str) -> str | None:
@@ -472,57 +380,3 @@ def _quote(mailbox: str) -> str:
     return '"' + mailbox.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _make_traversable(root: Path) -> None:
-    """Give ``root`` and its ancestors the search bit for others, so Dovecot's users reach it."""
-    for path in (root, *root.parents):
-        mode = path.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-
-
-def _free_ports(host: str, fixed: Mapping[str, int]) -> dict[str, int]:
-    """Keep the given ports; pick free ones for those that are 0 (all held open at once)."""
-    with contextlib.ExitStack() as stack:
-        ports = {}
-        for name, port in fixed.items():
-            if port:
-                ports[name] = port
-                continue
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
-            ports[name] = sock.getsockname()[1]
-        return ports
-
-
-def _greets(host: str, port: int, greeting: bytes) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0) as sock:
-            sock.settimeout(1.0)
-            return sock.recv(256).startswith(greeting)
-    except OSError:
-        return False
-
-
-def _group_pids(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, process_group = fields[0], int(fields[2])
-        if process_group == pgid and state != "Z":
-            pids.append(int(entry.name))
-    return sorted(pids)
-
-
-def _alive(pid: int, pgid: int) -> bool:
-    """True while ``pid`` exists in process group ``pgid`` (so not a reused PID), not a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return fields[0] != "Z" and int(fields[2]) == pgid
