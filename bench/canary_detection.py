@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 import trustme  # noqa: E402
 
 from exporter.canary.mailbox import MailboxStatus, MailboxWatcher  # noqa: E402
+from exporter.canary.message import compose_canary, new_token  # noqa: E402
 from exporter.canary.result import Arrival  # noqa: E402
-from exporter.canary.send import compose_canary, new_token  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
 from exporter.demo.certs import make_certificate  # noqa: E402
 from exporter.demo.imap import DemoIMAPServer  # noqa: E402

@@ -19,7 +19,8 @@ def test_ruff_passes() -> None:
 
 
 def test_mypy_strict_passes() -> None:
-    """mypy --strict finds no type error in exporter/, tests/ or bench/."""
-    proc = subprocess.run([*python_module("mypy"), "--strict", "exporter", "tests", "bench"],
+    """mypy --strict finds no type error in exporter/, tests/, bench/ or testservers/."""
+    proc = subprocess.run([*python_module("mypy"), "--strict", "exporter", "tests", "bench",
+                           "testservers"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

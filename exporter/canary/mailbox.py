@@ -18,8 +18,8 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from exporter.canary.message import CANARY_HEADER, search_prefix, token_from_header
 from exporter.canary.result import Arrival
-from exporter.canary.send import CANARY_HEADER, search_prefix, token_from_header
 from exporter.config import AuthMechanism, MailboxConfig, TLSMode
 from exporter.smtp import TokenError, TokenSource, client_context
 

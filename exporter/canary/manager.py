@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from exporter.canary.judge import judge
 from exporter.canary.ledger import CanaryRecord, CanaryState
 from exporter.canary.mailbox import MailboxStatus, MailboxWatcher
+from exporter.canary.message import new_token
 from exporter.canary.result import Arrival, CanarySent
-from exporter.canary.send import new_token, send_canary
+from exporter.canary.send import send_canary
 from exporter.canary.store import ArrivalReport, CanaryStore
 from exporter.config import Config, MailboxConfig, RelayConfig
 from exporter.headers import spam_scores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection
 
@@ -24,8 +25,8 @@ def read_name(reader: Reader, seen: dict[str, str], what: str) -> str:
     if not _NAME.fullmatch(name):
         reader.problems.error(
             reader.at("name"),
-            f'"{name}" is not a valid name; use letters, digits, "_", "." and "-", '
-            "starting with a letter or digit",
+            f"{json.dumps(name, ensure_ascii=False)} is not a valid name; use letters, digits, "
+            '"_", "." and "-", starting with a letter or digit',
         )
     elif name in seen:
         reader.problems.error(

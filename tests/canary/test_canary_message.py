@@ -6,7 +6,7 @@ import email
 import email.policy
 import email.utils
 
-from exporter.canary.send import (
+from exporter.canary.message import (
     CANARY_HEADER,
     compose_canary,
     new_token,

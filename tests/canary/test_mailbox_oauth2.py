@@ -15,7 +15,7 @@ import trustme
 import yaml
 
 from exporter.app import App
-from exporter.canary.send import compose_canary, new_token
+from exporter.canary.message import compose_canary, new_token
 from exporter.demo.imap import DemoIMAPServer
 from exporter.demo.mailstore import MailStore
 from tests.conftest import ENV
