@@ -148,6 +148,12 @@ class CanaryState:
         # shielded: a cancelled caller must not cancel the write others wait for
         await asyncio.shield(done)
 
+    async def flush(self) -> None:
+        """Write the file now, changed or not, and return once it is written: at stop, and
+        when a reload moves the ledger, the file always holds what is in flight."""
+        self._changed()
+        await self.save()
+
     def _changed(self) -> None:
         self._changes += 1
         if self.path is not None:

@@ -95,7 +95,7 @@ class CanaryManager:
 
     def _save_old_state(self, state: CanaryState) -> None:
         """Finish writing a ledger apply() replaces; stop() waits for it."""
-        task = asyncio.create_task(state.save(), name="canary:old-state-save")
+        task = asyncio.create_task(state.flush(), name="canary:old-state-save")
         self._old_state_saves.add(task)
         task.add_done_callback(self._old_state_saves.discard)
 
@@ -143,7 +143,7 @@ class CanaryManager:
         self._watchers.clear()
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in watchers))
         if self._state is not None:
-            await self._state.save()
+            await self._state.flush()
         await asyncio.gather(*self._old_state_saves)
 
     # -- sending -------------------------------------------------------------------------------

@@ -232,3 +232,15 @@ async def test_canary_is_on_disk_before_its_send_starts_and_stop_flushes(
     [record] = json.loads(path.read_text(encoding="utf-8"))["canaries"]
     assert record["token"] == result.token
     assert record["sent_at"] == 5000.0
+
+
+async def test_stop_writes_the_state_file_with_nothing_in_flight(tmp_path: Path) -> None:
+    """A daemon that sent no canary still leaves a state file at stop, saying none is in
+    flight (the container's state volume shows it)."""
+    config = _manager_config(tmp_path)
+    path = tmp_path / "state" / "canaries-t.json"
+    manager = CanaryManager(CanaryStore())
+    manager.first_spread = 1e9
+    manager.apply(config)
+    await manager.stop()
+    assert json.loads(path.read_text(encoding="utf-8"))["canaries"] == []
