@@ -21,15 +21,16 @@ MAX_LINES = 400
 # Who may import whom inside exporter/ ("__init__" is `from exporter import __version__`).
 # Shared vocabulary at the bottom, protocol layers above it, features above those, and the
 # readers of every feature (metrics, web) and the wiring (app, cli) at the top.
-SHARED = {"__init__", "model", "tasks", "histogram", "config"}
+SHARED = {"__init__", "model", "peertext", "tasks", "histogram", "config"}
 ALLOWED: dict[str, set[str]] = {
     "model": set(),
+    "peertext": set(),
     "tasks": set(),
     "histogram": set(),
     "logs": set(),
     "config": {"model"},
-    "headers": set(),
-    "smtp": {"__init__", "model", "config"},
+    "headers": {"peertext"},
+    "smtp": {"__init__", "model", "peertext", "config"},
     "relay": SHARED | {"smtp"},
     "canary": SHARED | {"smtp", "headers"},
     "dns": SHARED,

@@ -13,28 +13,74 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import bcrypt
 from cryptography import x509
 
 from exporter.config import ConfigError, RateLimit, WebConfig, load_web_config, watched_files
 
-__all__ = ["WebGuard"]
+__all__ = ["WebGuard", "cross_site"]
 
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 256
 
 
+_DEFAULT_COST = 10
+_COST = re.compile(rb"\$2[aby]?\$(\d\d)\$")
+
+
 @functools.cache
-def _decoy_hash() -> bytes:
+def _decoy_hash(cost: int) -> bytes:
     """Checked when the user is unknown, so a wrong name costs as long as a wrong password."""
-    return bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(10))
+    return bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(cost))
+
+
+def _decoy_cost(users: Mapping[str, bytes]) -> int:
+    """The bcrypt cost of the configured hashes (the most common one, the highest on a tie),
+    so an unknown user takes as long to refuse as a wrong password for a real one."""
+    costs = [int(m.group(1)) for m in map(_COST.match, users.values()) if m]
+    costs = [c for c in costs if 4 <= c <= 31]  # what bcrypt accepts; others never match
+    if not costs:
+        return _DEFAULT_COST
+    return max(set(costs), key=lambda c: (costs.count(c), c))
+
+
+def _decoy_for(config: WebConfig) -> bytes:
+    return _decoy_hash(_decoy_cost(config.users)) if config.users else b""
+
+
+def _port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def cross_site(host: str | None, origin: str | None, fetch_site: str | None) -> bool:
+    """Whether a browser sent this request from another site: ``Sec-Fetch-Site`` other than
+    ``same-origin`` or ``none``, or an ``Origin`` whose host and port differ from ``Host``.
+    Clients that are not browsers (curl, scripts) send neither header and pass."""
+    if fetch_site is not None and fetch_site.strip().lower() not in ("same-origin", "none"):
+        return True
+    if origin is None:
+        return False
+    try:
+        source = urllib.parse.urlsplit(origin.strip())
+        target = urllib.parse.urlsplit("//" + (host or "").strip())
+        source_port = source.port or _port(source.scheme)
+        # A Host without a port means the default port of the scheme the browser used.
+        target_port = target.port or _port(source.scheme)
+    except ValueError:
+        return True
+    if source.scheme not in ("http", "https") or not source.hostname or not target.hostname:
+        return True  # "Origin: null" (sandboxed frames, file: pages) included
+    return (source.hostname, source_port) != (target.hostname, target_port)
 
 
 class _TokenBucket:
@@ -78,6 +124,7 @@ class WebGuard:
         self.path = path
         self._lock = threading.Lock()
         self._config = load_web_config(path) if path else WebConfig()
+        _decoy_for(self._config)  # made now, so no request pays for it
         self._signature = self._current_signature()
         self._refused: tuple[tuple[str, int, int], ...] | None = None
         self._bucket = _TokenBucket(self._config.rate_limit) if self._config.rate_limit else None
@@ -119,6 +166,7 @@ class WebGuard:
                       extra={"problem": f"{self.path}: switching between HTTP and HTTPS needs "
                                         "a restart"})
             return
+        _decoy_for(config)
         self._config = config
         self._signature = self._current_signature()
         self._refused = None
@@ -185,7 +233,7 @@ class WebGuard:
         if cached is not None:
             return cached and hashed is not None
         try:
-            ok = bcrypt.checkpw(password.encode(), hashed or _decoy_hash())
+            ok = bcrypt.checkpw(password.encode(), hashed or _decoy_for(config))
         except ValueError:
             ok = False
         ok = ok and hashed is not None

@@ -1,0 +1,109 @@
+"""Text from peers, made safe in one place: decoded with replacement, control characters made
+visible, secrets redacted in every form a server may echo them, then capped."""
+
+from __future__ import annotations
+
+import base64
+import re
+import urllib.parse
+from collections.abc import Iterable
+
+__all__ = ["MAX_TEXT", "REDACTED", "Redactor", "clean", "visible"]
+
+REDACTED = "***"
+# The longest piece of a peer's text kept in a result, a log line or a transcript line.
+MAX_TEXT = 500
+# Secrets shorter than this are not searched for: "ab" would redact half of every reply.
+MIN_SECRET = 4
+_ELLIPSIS = "…"
+# C0 controls, DEL and C1 controls: what a terminal, a log parser or a label must not see raw.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SPACE = re.compile(r"\s+")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def visible(text: str) -> str:
+    """``text`` as valid, printable Unicode: lone surrogates (bytes that were not UTF-8, as
+    aiosmtplib and imaplib keep them) become U+FFFD, and control characters are shown
+    escaped (ESC as ``\\x1b``), so nothing a peer sends can steer a terminal or a parser."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _CONTROLS.sub(_escape, text)
+
+
+class Redactor:
+    """Hides secrets in text: raw, URL-encoded (``quote`` and ``quote_plus``), base64, with
+    its whitespace collapsed, and, at the end of a text that was cut, any prefix of 4 or more
+    characters of any of those forms."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if len(secret) < MIN_SECRET:
+                continue
+            raw = secret.encode("utf-8")
+            forms |= {
+                secret,
+                visible(secret),
+                " ".join(secret.split()),
+                urllib.parse.quote(secret, safe=""),
+                urllib.parse.quote_plus(secret),
+                base64.b64encode(raw).decode("ascii"),
+                base64.b64encode(raw).decode("ascii").rstrip("="),
+            }
+        self._forms = sorted((f for f in forms if len(f) >= MIN_SECRET), key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._forms)
+
+    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
+        """This redactor with more secrets to hide."""
+        merged = Redactor(secrets)
+        merged._forms = sorted(set(self._forms) | set(merged._forms), key=len, reverse=True)
+        return merged
+
+    def redact(self, text: str) -> str:
+        """``text`` with every whole form of every secret replaced by ``***``."""
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+            collapsed = _SPACE.sub(" ", text)
+            if form in collapsed and form not in text:  # hidden by a line break or a tab
+                text = collapsed.replace(form, REDACTED)
+        return text
+
+    def redact_tail(self, text: str) -> str:
+        """``text`` whose end may have cut a secret: a trailing prefix (4 characters or more)
+        of any form is replaced by ``***``."""
+        for form in self._forms:
+            for size in range(len(form) - 1, MIN_SECRET - 1, -1):
+                if text.endswith(form[:size]):
+                    return text[:-size] + REDACTED
+        return text
+
+
+NO_SECRETS = Redactor()
+
+
+def clean(
+    text: str | bytes,
+    *,
+    redactor: Redactor = NO_SECRETS,
+    limit: int = MAX_TEXT,
+    one_line: bool = True,
+) -> str:
+    """Peer text made safe to store, label, log or print, in this order: decode (bytes as
+    UTF-8 with replacement), collapse whitespace to one line (``one_line``), make controls
+    visible, redact secrets, cap at ``limit`` characters; a secret cut by the cap is redacted
+    too."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if one_line:
+        text = " ".join(text.split())
+    text = redactor.redact(visible(text))
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - len(_ELLIPSIS))]
+    return redactor.redact_tail(cut) + _ELLIPSIS
