@@ -21,6 +21,14 @@ from exporter.smtp.session import SMTPSession
 __all__ = ["authenticate", "token_source_for"]
 
 REDACTED = "***"
+# Share of the probe's remaining time a token request may take: a token endpoint that does
+# not answer fails the probe in phase auth as auth_failed, before the probe's own timeout.
+TOKEN_SHARE = 0.5
+_REFUSED = "the token endpoint refused the refresh: check client id, secret and refresh token"
+_NO_ANSWER = (
+    "the token endpoint gave no usable answer: check token_url, and that the exporter can "
+    "reach it"
+)
 
 
 def _b64(text: str | bytes) -> bytes:
@@ -62,13 +70,13 @@ async def authenticate(
         if token_source is None:
             raise session.fail(Reason.AUTH_FAILED, "no OAuth2 token source configured")
         try:
-            token = (await token_source.token()).value.reveal()
+            budget = session.remaining() * TOKEN_SHARE
+            token = (await token_source.token(timeout=budget)).value.reveal()
         except TokenError as exc:
             raise session.fail(
                 Reason.AUTH_FAILED,
                 f"OAuth2 token refresh failed: {exc}",
-                hint="the token endpoint refused the refresh: check client id, secret and "
-                "refresh token",
+                hint=_NO_ANSWER if exc.status is None else _REFUSED,
             ) from None
     await _exchange(session, auth, token, start=time.perf_counter())
 

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.message
-import http.client
 import json
 import logging
 import math
-import socket
 import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import Protocol
 
-from exporter import __version__
-from exporter.config import REDACTED, Secret
+from exporter.config import Secret
+from exporter.peertext import Redactor, clean
+from exporter.smtp.tlsinfo import client_context
+from exporter.smtp.tokenhttp import (
+    MAX_DETAIL,
+    BrokenAnswer,
+    Endpoint,
+    describe_failure,
+    post_form,
+    seconds,
+)
 
 __all__ = [
     "GRANT_TYPES",
@@ -37,8 +41,6 @@ log = logging.getLogger(__name__)
 GRANT_TYPES = ("refresh_token", "client_credentials")
 DEFAULT_EXPIRES_IN = 3600.0
 _MAX_BODY = 1 << 20
-_MAX_DETAIL = 200
-_MIN_REDACTED = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,9 @@ class TokenError(Exception):
 class TokenSource(Protocol):
     """Anything that hands out access tokens."""
 
-    async def token(self) -> Token: ...
+    async def token(self, *, timeout: float | None = None) -> Token:
+        """A token, or TokenError within ``timeout`` seconds (the source's own by default)."""
+        ...
 
 
 class StaticTokenSource:
@@ -72,7 +76,7 @@ class StaticTokenSource:
     def __init__(self, token: Secret) -> None:
         self._token = Token(token, None)
 
-    async def token(self) -> Token:
+    async def token(self, *, timeout: float | None = None) -> Token:
         """Return the configured token."""
         return self._token
 
@@ -114,7 +118,10 @@ class RefreshingTokenSource:
             raise ValueError("grant_type refresh_token needs a refresh_token")
         if timeout <= 0 or refresh_margin < 0:
             raise ValueError("timeout must be positive and refresh_margin not negative")
-        self._url = token_url
+        try:
+            self._target: Endpoint | ValueError = Endpoint.from_url(token_url)
+        except ValueError as exc:  # the port or a character: every request says so
+            self._target = exc
         self._endpoint = endpoint
         self._client_id = client_id
         self._client_secret = client_secret
@@ -124,7 +131,7 @@ class RefreshingTokenSource:
         self._timeout = timeout
         self._refresh_margin = refresh_margin
         self._clock = clock
-        self._opener = _build_opener(ca_file)
+        self._context = _tls_context(ca_file) if parts.scheme == "https" else None
         self._lock = asyncio.Lock()
         self._cached: Token | None = None
         self._refresh_at = -math.inf
@@ -150,30 +157,43 @@ class RefreshingTokenSource:
         """How many refreshes have failed since start."""
         return self._refresh_failures
 
-    async def token(self) -> Token:
+    async def token(self, *, timeout: float | None = None) -> Token:
         """Return the cached token, refreshing it first when it is within the refresh margin.
 
         Callers that arrive while a refresh is in flight share its outcome. When a refresh
-        fails but the cached token has not expired yet, the cached token is returned.
+        fails but the cached token has not expired yet, the cached token is returned. No
+        caller waits longer than ``timeout`` seconds (at most the source's own timeout): the
+        request is abandoned and its connection closed then.
         """
         cached = self._cached
         if cached is not None and self._clock() < self._refresh_at:
             return cached
+        limit = self._timeout if timeout is None else max(0.0, min(self._timeout, timeout))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         attempt = self._attempts
-        async with self._lock:
-            if self._attempts == attempt:
-                await self._refresh()
-            return self._outcome()
-
-    async def _refresh(self) -> None:
         try:
-            reply, started = await self._fetch()
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:  # another caller's request is still in flight
+            raise TokenError(f"token endpoint {self._endpoint} {_late(limit)}") from None
+        try:
+            if self._attempts == attempt:
+                await self._refresh(deadline, limit)
+            return self._outcome()
+        finally:
+            self._lock.release()
+
+    def redactor(self) -> Redactor:
+        """Hides the client secret, the refresh token and the cached access token."""
+        secrets = (self._client_secret, self._refresh_token, _value(self._cached))
+        return Redactor(s.reveal() for s in secrets if s is not None)
+
+    async def _refresh(self, deadline: float, limit: float) -> None:
+        try:
+            reply, started = await self._fetch(deadline, limit)
         except TokenError as exc:
-            self._failure = TokenError(
-                self._redact(str(exc)),
-                status=exc.status,
-                error=None if exc.error is None else self._redact(exc.error),
-            )
+            self._failure = exc
             self._refresh_failures += 1
             log.debug("token refresh failed: %s", self._failure)
         else:
@@ -195,17 +215,24 @@ class RefreshingTokenSource:
         assert failure is not None  # a completed attempt left either a token or a failure
         raise TokenError(str(failure), status=failure.status, error=failure.error)
 
-    async def _fetch(self) -> tuple[_Reply, float]:
+    async def _fetch(self, deadline: float, limit: float) -> tuple[_Reply, float]:
+        """One request, over by ``deadline`` (loop time) whatever the endpoint does."""
+        redactor = self.redactor()
+        if isinstance(self._target, ValueError):
+            why = clean(str(self._target), redactor=redactor, limit=MAX_DETAIL)
+            raise TokenError(f"token url {self._endpoint} cannot be used ({why}); fix token_url")
         data = urllib.parse.urlencode(self._form()).encode("ascii")
         started = self._clock()
         log.debug("requesting a token from %s (%s)", self._endpoint, self._grant_type)
         try:
-            async with asyncio.timeout(self._timeout):
-                status, body = await asyncio.to_thread(self._post, data)
-        except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
-            detail = _describe_failure(exc, self._timeout)
+            async with asyncio.timeout_at(deadline):
+                status, body = await post_form(
+                    self._target, data, context=self._context, max_body=_MAX_BODY
+                )
+        except (OSError, BrokenAnswer, UnicodeError) as exc:  # TimeoutError is an OSError
+            detail = describe_failure(exc, limit, redactor)
             raise TokenError(f"token endpoint {self._endpoint} {detail}") from None
-        return _parse_reply(self._endpoint, status, body), started
+        return _parse_reply(self._endpoint, status, body, redactor), started
 
     def _form(self) -> dict[str, str]:
         form = {"grant_type": self._grant_type, "client_id": self._client_id}
@@ -216,39 +243,6 @@ class RefreshingTokenSource:
         if self._scope:
             form["scope"] = self._scope
         return form
-
-    def _post(self, data: bytes) -> tuple[int, bytes]:
-        """Send the token request (in a worker thread); HTTP errors are answers too."""
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            self._url,
-            data=data,
-            method="POST",
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-                "User-Agent": f"smtp-canary-exporter/{__version__}",
-            },
-        )
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                return int(response.status), response.read(_MAX_BODY)
-        except urllib.error.HTTPError as exc:
-            try:
-                return exc.code, exc.read(_MAX_BODY)
-            except (OSError, http.client.HTTPException):
-                return exc.code, b""
-            finally:
-                exc.close()
-
-    def _redact(self, text: str) -> str:
-        """Replace secrets that a server echoed; ones too short to be real would mangle text."""
-        for secret in (self._client_secret, self._refresh_token, self._cached_value()):
-            if secret is not None and len(secret.reveal()) >= _MIN_REDACTED:
-                text = text.replace(secret.reveal(), REDACTED)
-        return text
-
-    def _cached_value(self) -> Secret | None:
-        return None if self._cached is None else self._cached.value
 
 
 def xoauth2_string(username: str, token: str) -> str:
@@ -264,8 +258,9 @@ class _Reply:
     refresh_token: str | None = field(repr=False)
 
 
-def _parse_reply(endpoint: str, status: int, body: bytes) -> _Reply:
-    """Parse a token endpoint's answer, raising TokenError for anything but a usable token."""
+def _parse_reply(endpoint: str, status: int, body: bytes, redactor: Redactor) -> _Reply:
+    """Parse a token endpoint's answer, raising TokenError for anything but a usable token.
+    Text from the answer is cleaned: one line, controls visible, secrets hidden, capped."""
     answered = f"token endpoint {endpoint} answered {status}"
     if 300 <= status < 400:
         raise TokenError(
@@ -280,13 +275,19 @@ def _parse_reply(endpoint: str, status: int, body: bytes) -> _Reply:
         doc = None
     if not isinstance(doc, dict):
         raise TokenError(f"{answered} with a body that is not a JSON object", status=status)
+    issued = [doc.get(key) for key in ("access_token", "refresh_token")]
+    redactor = redactor.with_secrets(value for value in issued if isinstance(value, str))
+
+    def text(value: object) -> str:
+        return clean(str(value), redactor=redactor, limit=MAX_DETAIL)
+
     error = doc.get("error")
     if not 200 <= status < 300 or error is not None:
-        code = None if error is None else _one_line(error)
+        code = None if error is None else text(error)
         description = doc.get("error_description")
         parts = [] if code is None else [code]
         if description is not None:
-            parts.append(f"({_one_line(description)})")
+            parts.append(f"({text(description)})")
         detail = ": " + " ".join(parts) if parts else ""
         raise TokenError(answered + detail, status=status, error=code)
     access_token = doc.get("access_token")
@@ -295,7 +296,7 @@ def _parse_reply(endpoint: str, status: int, body: bytes) -> _Reply:
     token_type = doc.get("token_type")
     if isinstance(token_type, str) and token_type.lower() != "bearer":
         raise TokenError(
-            f"{answered} with token_type {_one_line(token_type)!r}; XOAUTH2 needs a Bearer token",
+            f"{answered} with token_type {text(token_type)!r}; XOAUTH2 needs a Bearer token",
             status=status,
         )
     expires_in = _expires_in(doc.get("expires_in"))
@@ -320,41 +321,6 @@ def _expires_in(value: object) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _one_line(value: object) -> str:
-    """Server-supplied text as one printable line of bounded length."""
-    text = " ".join(str(value).split())
-    text = "".join(char for char in text if char.isprintable())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-
-def _describe_failure(exc: BaseException, timeout: float) -> str:
-    """What went wrong before the token endpoint answered, as a predicate for its URL."""
-    if isinstance(exc, urllib.error.URLError):
-        if not isinstance(exc.reason, BaseException):
-            return f"unreachable: {_one_line(exc.reason)}"
-        exc = exc.reason
-    if isinstance(exc, TimeoutError):
-        return f"did not answer within {timeout:g} s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "unreachable: connection refused"
-    if isinstance(exc, socket.gaierror):
-        return "unreachable: host name does not resolve"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"has a TLS certificate that is not trusted ({_one_line(exc.verify_message)}); "
-            "set ca_file for a private CA"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return f"failed the TLS handshake ({_one_line(exc.reason or type(exc).__name__)})"
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "closed the connection without answering"
-    if isinstance(exc, http.client.HTTPException):
-        return f"sent a broken HTTP response ({type(exc).__name__})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"unreachable: {_one_line(exc.strerror).lower()}"
-    return f"unreachable: {type(exc).__name__}"
-
-
 def _display_url(url: str) -> str:
     """The URL without user info, query or fragment, which may hold credentials."""
     parts = urllib.parse.urlsplit(url)
@@ -366,28 +332,19 @@ def _unexpired(token: Token, now: float) -> bool:
     return token.expires_at is None or now < token.expires_at
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Token endpoints answer directly; a redirect would turn the POST into a GET."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: email.message.Message,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
+def _late(limit: float) -> str:
+    return f"did not answer within {seconds(limit)} s"
 
 
-def _build_opener(ca_file: str | None) -> urllib.request.OpenerDirector:
-    if ca_file is None:
-        return urllib.request.build_opener(_NoRedirect)
+def _value(token: Token | None) -> Secret | None:
+    return None if token is None else token.value
+
+
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system's CAs, or only ``ca_file``'s when given; certificate and host verified."""
     try:
-        context = ssl.create_default_context(cafile=ca_file)
+        return client_context(verify=True, ca_file=ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(
             f"ca_file {ca_file} cannot be loaded ({type(exc).__name__}); point it at a PEM file"
         ) from None
-    return urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
