@@ -1,9 +1,13 @@
-"""Log lines as logfmt or JSON, with the structured fields passed through ``extra=``."""
+"""Log lines as logfmt or JSON, with the structured fields passed through ``extra=``. Every
+line is valid UTF-8 and holds no raw control character: C0 controls are JSON-escaped as
+always, and DEL, C1 controls (the 8-bit CSI, U+009B, among them), line separators and
+bidirectional overrides too (``\\u009b``); lone surrogates become U+FFFD."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -14,6 +18,18 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR}
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _LEVEL_NAMES = {"WARNING": "warn", "CRITICAL": "error"}
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal or a line reader acts on.
+_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text with no raw control character and no lone surrogate. Outside
+    its strings JSON text is ASCII, so the characters replaced here are all inside strings,
+    where ``\\u009b`` is a valid escape."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = _SURROGATES.sub("\ufffd", text)
+    return _RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -35,7 +51,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 def _logfmt_value(value: Any) -> str:
     text = str(value)
     if text == "" or any(c in text for c in ' ="\\') or not text.isprintable():
-        return json.dumps(text, ensure_ascii=False)
+        return _json(text)
     return text
 
 
@@ -50,7 +66,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(_fields(record), ensure_ascii=False, default=str)
+        return _json(_fields(record))
 
 
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-__all__ = ["MAX_TEXT", "REDACTED", "Redactor", "clean", "visible"]
+__all__ = ["MAX_TEXT", "REDACTED", "Redactor", "clean", "clean_lines", "visible"]
 
 REDACTED = "***"
 # The longest piece of a peer's text kept in a result, a log line or a transcript line.
@@ -16,21 +16,26 @@ MAX_TEXT = 500
 # Secrets shorter than this are not searched for: "ab" would redact half of every reply.
 MIN_SECRET = 4
 _ELLIPSIS = "…"
-# C0 controls, DEL and C1 controls: what a terminal, a log parser or a label must not see raw.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL and C1 controls: what a terminal, a log parser or a label must not see raw;
+# and the Unicode line and paragraph separators and bidirectional overrides, which split a
+# log line or reorder what a reader sees.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates: bytes that were not UTF-8 (decoded with surrogateescape, as aiosmtplib and
+# imaplib keep them) or a JSON "\\ud800" escape; no encoder, page or strict parser takes them.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _SPACE = re.compile(r"\s+")
 
 
 def _escape(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def visible(text: str) -> str:
-    """``text`` as valid, printable Unicode: lone surrogates (bytes that were not UTF-8, as
-    aiosmtplib and imaplib keep them) become U+FFFD, and control characters are shown
-    escaped (ESC as ``\\x1b``), so nothing a peer sends can steer a terminal or a parser."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return _CONTROLS.sub(_escape, text)
+    """``text`` as valid, printable Unicode: lone surrogates become U+FFFD, and control
+    characters are shown escaped (ESC as ``\\x1b``, U+2028 as ``\\u2028``), so nothing a peer
+    sends can steer a terminal or a parser. Applying it twice changes nothing more."""
+    return _CONTROLS.sub(_escape, _SURROGATES.sub("\ufffd", text))
 
 
 class Redactor:
@@ -107,3 +112,19 @@ def clean(
         return text
     cut = text[: max(0, limit - len(_ELLIPSIS))]
     return redactor.redact_tail(cut) + _ELLIPSIS
+
+
+def clean_lines(
+    lines: Sequence[str | bytes], *, redactor: Redactor = NO_SECRETS, limit: int = MAX_TEXT
+) -> list[str]:
+    """The lines of one peer message (a multi-line reply), each made safe with ``clean``. A
+    secret split across lines, which no single line shows whole, is redacted too: the lines
+    are then cleaned as one, joined the way the secret was split."""
+    texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else t for t in lines]
+    if redactor and len(texts) > 1:
+        shown = [visible(t) for t in texts]
+        for sep in ("", " "):
+            whole = sep.join(shown)
+            if redactor.redact(whole) != sep.join(redactor.redact(t) for t in shown):
+                return [clean(whole, redactor=redactor, limit=limit)]
+    return [clean(t, redactor=redactor, limit=limit) for t in texts]

@@ -1,9 +1,11 @@
-"""Log lines: logfmt and JSON carry the structured fields a failure log needs."""
+"""Log lines: logfmt and JSON carry the structured fields a failure log needs, and never a raw
+control character."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 
 from exporter.logs import JsonFormatter, LogfmtFormatter
 
@@ -36,3 +38,21 @@ def test_json_lines_parse_and_skip_empty_fields() -> None:
     assert doc["duration"] == 0.25
     assert "hint" not in doc
     assert doc["ts"].endswith("Z")
+
+
+RAW = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def test_controls_c1_and_lone_surrogates_are_escaped_in_both_formats() -> None:
+    """ESC, BEL, the 8-bit CSI (U+009B), U+2028, a bidi override and a lone surrogate in a
+    message or a field: neither format writes them raw, and each line is valid UTF-8."""
+    hostile = "220 \x1b]0;title\x07 \x9b31m red \u2028 next \u202e esrever \udcff end"
+    record = _record(reply=hostile)
+    record.msg = hostile
+    for line in (LogfmtFormatter().format(record), JsonFormatter().format(record)):
+        assert not RAW.search(line), repr(line)
+        line.encode("utf-8")
+        assert "\\u009b31m" in line and "\\u001b]0;title\\u0007" in line
+        assert "\\u2028" in line and "\\u202e" in line and "\ufffd" in line
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["reply"] == doc["msg"] == hostile.replace("\udcff", "\ufffd")

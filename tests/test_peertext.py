@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from exporter.peertext import REDACTED, Redactor, clean, visible
+from exporter.peertext import REDACTED, Redactor, clean, clean_lines, visible
 
 SECRET = "s3cr3t pass+word/="  # spaces, + and / change under URL and base64 encodings
 
@@ -63,3 +63,32 @@ def test_text_is_capped_with_an_ellipsis() -> None:
 def test_short_secrets_are_not_searched() -> None:
     """A secret under 4 characters would redact ordinary words: it is left to the caller."""
     assert clean("abc def", redactor=Redactor(["abc"])) == "abc def"
+
+
+def test_any_lone_surrogate_becomes_a_replacement_character() -> None:
+    """Lone surrogates of any kind (a JSON "\\ud800" escape, not only undecodable bytes)
+    come out as U+FFFD instead of raising."""
+    assert visible("a\ud800b\udcffc\udfff") == "a\ufffdb\ufffdc\ufffd"
+
+
+def test_line_separators_and_bidi_overrides_are_shown_escaped() -> None:
+    """U+2028 (a line break to JSON readers) and U+202E (reverses what follows) are escaped,
+    and making text visible twice changes nothing more."""
+    out = visible("a\u2028b\u202ec\x1bd")
+    assert out == "a\\u2028b\\u202ec\\x1bd"
+    assert visible(out) == out
+
+
+@pytest.mark.parametrize("split", range(1, len(SECRET)))
+def test_a_secret_split_over_lines_is_redacted(split: int) -> None:
+    """A reply whose lines split a secret: the lines are cleaned as one, the secret hidden."""
+    lines = ["535-5.7.8 bad " + SECRET[:split], SECRET[split:] + " rejected"]
+    out = clean_lines(lines, redactor=Redactor([SECRET]))
+    assert len(out) == 1 and REDACTED in out[0]
+    assert "s3cr" not in out[0] and "word" not in out[0]
+
+
+def test_lines_without_a_split_secret_stay_lines() -> None:
+    """Each line of a reply is cleaned on its own when no secret spans them."""
+    out = clean_lines(["250-hello \x1b[2J", b"250 caf\xe9"], redactor=Redactor([SECRET]))
+    assert out == ["250-hello \\x1b[2J", "250 caf\ufffd"]

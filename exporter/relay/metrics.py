@@ -13,9 +13,14 @@ from prometheus_client.metrics_core import (
 
 from exporter.histogram import Histogram
 from exporter.model import Phase, Reason
+from exporter.peertext import clean
 from exporter.relay.store import Snapshot
 
 __all__ = ["relay_families"]
+
+# The longest hint label: the product's own sentences are shorter; nothing a server says can
+# make a label longer (or invalid UTF-8, which would fail every scrape).
+MAX_HINT_LABEL = 300
 
 
 def relay_families(snap: Snapshot) -> Iterator[Metric]:
@@ -95,7 +100,9 @@ def relay_families(snap: Snapshot) -> Iterator[Metric]:
             failures.add_metric([name, reason.value], view.failures.get(reason, 0))
         if last is not None and last.reason is not None:
             failing.add_metric(
-                [name, last.reason.value, (last.failed_phase or ""), last.hint or ""], 1
+                [name, last.reason.value, (last.failed_phase or ""),
+                 clean(last.hint or "", limit=MAX_HINT_LABEL)],
+                1,
             )
         for phase in Phase:
             hist = view.phases.get(phase, empty)

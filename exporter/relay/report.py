@@ -1,4 +1,6 @@
-"""Relay results for people and programs: the JSON shape and the text table of ``probe``."""
+"""Relay results for people and programs: the JSON shape and the text table of ``probe``.
+Both show text only through ``peertext.visible``: whatever reached a result, a terminal gets
+no control character and a JSON parser no lone surrogate."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.model import Phase
+from exporter.peertext import visible
 from exporter.relay.result import RelayResult
 
 __all__ = ["format_table", "iso_time", "result_to_dict", "status_word"]
@@ -57,7 +60,18 @@ def result_to_dict(result: RelayResult, *, transcript: bool = True) -> dict[str,
             {"t": line.offset, "dir": line.direction, "line": line.text}
             for line in result.transcript
         ]
-    return out
+    return {key: _visible(value) for key, value in out.items()}
+
+
+def _visible(value: Any) -> Any:
+    """Every string in a JSON value (keys too) through ``visible``."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {visible(str(k)): _visible(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_visible(v) for v in value]
+    return value
 
 
 _TABLE_PHASES = [p for p in Phase if p is not Phase.DATA]
@@ -83,11 +97,11 @@ def format_table(results: Sequence[RelayResult], *, transcript: bool = False) ->
     rows = [header]
     for r in results:
         rows.append([
-            r.relay,
+            visible(r.relay),
             status_word(r),
             r.reason.value if r.reason else "-",
             *(_ms(r.phases.get(p)) for p in _TABLE_PHASES),
-            r.tls.version if r.tls else "-",
+            visible(r.tls.version) if r.tls else "-",
             _expiry(r, now),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -97,13 +111,14 @@ def format_table(results: Sequence[RelayResult], *, transcript: bool = False) ->
         if r.success and not transcript:
             continue
         lines.append("")
-        lines.append(f"{r.relay}: {status_word(r)}" + (f" {r.reason.value}" if r.reason else ""))
+        lines.append(f"{visible(r.relay)}: {status_word(r)}"
+                     + (f" {r.reason.value}" if r.reason else ""))
         for label, value in (("phase", r.failed_phase and r.failed_phase.value),
                              ("hint", r.hint), ("detail", r.detail), ("reply", r.reply)):
             if value:
-                lines.append(f"  {label}: {value}")
+                lines.append(f"  {label}: {visible(value)}")
         if transcript or not r.success:
             lines.append("  transcript:")
-            lines.extend(f"    {t.offset * 1000:9.1f}ms {t.direction}: {t.text}"
+            lines.extend(f"    {t.offset * 1000:9.1f}ms {t.direction}: {visible(t.text)}"
                          for t in r.transcript)
     return "\n".join(lines) + "\n"

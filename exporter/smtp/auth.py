@@ -30,6 +30,11 @@ _NO_ANSWER = (
     "reach it"
 )
 
+# The mechanisms this exporter speaks, in the words of its configuration.
+SPOKEN = tuple(m.value for m in AuthMechanism if m is not AuthMechanism.NONE)
+# How many of a server's other mechanisms an auth_unsupported hint names.
+HINT_NAMES = 3
+
 
 def _b64(text: str | bytes) -> bytes:
     raw = text.encode("utf-8") if isinstance(text, str) else text
@@ -59,11 +64,7 @@ async def authenticate(
         raise session.fail(
             Reason.AUTH_UNSUPPORTED,
             f"the server {what}; configured {mech.value}",
-            hint=(
-                f"set auth.mechanism to one of: {', '.join(o.lower() for o in offered)}"
-                if offered
-                else "the server offers no AUTH here: check port and TLS mode"
-            ),
+            hint=_unsupported_hint(session.auth_mechanisms),
         )
     token = ""
     if mech is AuthMechanism.XOAUTH2:
@@ -132,6 +133,19 @@ async def _exchange(session: SMTPSession, auth: AuthConfig, token: str, *, start
     if 500 <= resp.code < 600:
         raise session.fail(Reason.AUTH_FAILED, f"AUTH answered {session.last_reply}")
     raise session.fail(Reason.PROTOCOL_ERROR, f"unexpected reply to AUTH: {session.last_reply}")
+
+
+def _unsupported_hint(offered: list[str]) -> str:
+    """What to configure instead: the offered mechanisms this exporter speaks, else a few of
+    the others by name; bounded, whatever the server listed (EHLO keeps only SASL names)."""
+    usable = [m for m in offered if m in SPOKEN]
+    if usable:
+        return f"set auth.mechanism to one of: {', '.join(usable)}"
+    if not offered:
+        return "the server offers no AUTH here: check port and TLS mode"
+    names = ", ".join(offered[:HINT_NAMES]) + (", …" if len(offered) > HINT_NAMES else "")
+    return (f"the server offers only AUTH {names}, which this exporter does not speak: "
+            f"use a port or account that offers {', '.join(SPOKEN)}")
 
 
 def token_source_for(auth: AuthConfig, *, ca_file: str | None = None) -> TokenSource | None:

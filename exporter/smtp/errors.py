@@ -1,12 +1,19 @@
-"""ProbeError, the one way a probed server fails, and the reply text helpers that name it."""
+"""ProbeError, the one way a probed server fails, and what a reply's code and an EHLO's AUTH
+list are taken to mean."""
 
 from __future__ import annotations
 
-from aiosmtplib.response import SMTPResponse
+import re
 
 from exporter.model import Phase, Reason
+from exporter.peertext import clean
 
-__all__ = ["ProbeError", "printable", "reply_text", "status_reason"]
+__all__ = ["ProbeError", "sasl_names", "status_reason"]
+
+# How many AUTH mechanism names of an EHLO reply are kept; real servers offer a handful.
+MAX_MECHANISMS = 32
+# RFC 4422 section 3.1: a SASL mechanism name is 1 to 20 of A-Z, 0-9, "-" and "_".
+_SASL_NAME = re.compile(r"[a-z0-9_-]{1,20}")
 
 
 class ProbeError(Exception):
@@ -21,24 +28,13 @@ class ProbeError(Exception):
         reply: str | None = None,
         hint: str | None = None,
     ) -> None:
-        detail = printable(" ".join(detail.split())[:500])  # one line, whatever was sent
+        detail = clean(detail)  # one line, valid and visible, capped, whatever was sent
         super().__init__(f"{phase}: {reason}: {detail}")
         self.phase = phase
         self.reason = reason
         self.detail = detail
-        self.reply = reply
-        self.hint = hint
-
-
-def printable(text: str) -> str:
-    """Server text as valid Unicode: bytes that were not UTF-8 (kept by aiosmtplib as lone
-    surrogates, which no page, log or JSON encoder accepts) become U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def reply_text(resp: SMTPResponse) -> str:
-    """A reply as one printable line: code and text, at most 500 characters."""
-    return printable(f"{resp.code} {' '.join(resp.message.splitlines())}"[:500])
+        self.reply = None if reply is None else clean(reply)
+        self.hint = None if hint is None else clean(hint)
 
 
 def status_reason(code: int) -> Reason:
@@ -48,3 +44,15 @@ def status_reason(code: int) -> Reason:
     if 500 <= code < 600:
         return Reason.REJECTED_PERMANENT
     return Reason.PROTOCOL_ERROR
+
+
+def sasl_names(offered: list[str]) -> list[str]:
+    """The AUTH mechanisms of an EHLO reply that are valid SASL names, each once, at most
+    ``MAX_MECHANISMS``: whatever else a server lists never becomes a label or a hint."""
+    names: list[str] = []
+    for name in offered:
+        if _SASL_NAME.fullmatch(name) and name not in names:
+            names.append(name)
+            if len(names) == MAX_MECHANISMS:
+                break
+    return names

@@ -8,6 +8,7 @@ import re
 import socket
 import ssl
 import time
+from dataclasses import replace
 from typing import Any
 
 from aiosmtplib.errors import (
@@ -21,7 +22,8 @@ from aiosmtplib.response import SMTPResponse
 
 from exporter.config import RelayConfig, TLSMode
 from exporter.model import Phase, Reason, TLSInfo, TranscriptLine
-from exporter.smtp.errors import ProbeError, printable, reply_text, status_reason
+from exporter.peertext import MAX_TEXT, Redactor, clean, clean_lines
+from exporter.smtp.errors import ProbeError, sasl_names, status_reason
 from exporter.smtp.kerneltime import StampedSocket
 from exporter.smtp.protocol import TimedProtocol
 from exporter.smtp.resolve import ResolveError, resolve_host
@@ -58,7 +60,7 @@ class SMTPSession:
         self._connected_at = 0.0
         self._omitted = 0
         self.handed_over = False
-        self._concealed: list[str] = []
+        self._redactor = Redactor()
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -71,19 +73,19 @@ class SMTPSession:
 
     def conceal(self, *values: str) -> None:
         """Never show these (a password, its base64 forms, a token), even when the server
-        echoes them back in a reply."""
-        self._concealed.extend(v for v in values if len(v) >= 4)
-        self._concealed.sort(key=len, reverse=True)
+        echoes them back in a reply, encoded, or cut short by a length cap."""
+        self._redactor = self._redactor.with_secrets(values)
 
-    def _scrub(self, text: str) -> str:
-        for value in self._concealed:
-            text = text.replace(value, "***")
-        return text
+    def clean(self, text: str | bytes, *, limit: int = MAX_TEXT) -> str:
+        """Server text as it may be stored, shown or logged: this session's secrets redacted."""
+        return clean(text, redactor=self._redactor, limit=limit)
 
     def note(self, direction: str, text: str) -> None:
         """Append a transcript line; very long conversations keep their head and tail."""
-        line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction,
-                              self._scrub(printable(text[:1000])))
+        self._append(direction, self.clean(text))
+
+    def _append(self, direction: str, text: str) -> None:
+        line = TranscriptLine(round(time.perf_counter() - self.t0, 6), direction, text)
         if len(self.transcript) >= MAX_TRANSCRIPT_LINES:
             self._omitted += 1
             self.transcript[-1] = TranscriptLine(
@@ -93,11 +95,13 @@ class SMTPSession:
         self.transcript.append(line)
 
     def _record_reply(self, resp: SMTPResponse) -> None:
-        self.last_reply = self._scrub(reply_text(resp))
-        lines = resp.message.splitlines() or [""]
+        """``last_reply`` and a transcript line per reply line, cleaned once, secrets hidden."""
+        lines = clean_lines(resp.message.splitlines() or [""], redactor=self._redactor,
+                            limit=MAX_TEXT - 4)
+        self.last_reply = self.clean(f"{resp.code} {' '.join(lines)}")
         for i, text in enumerate(lines):
             sep = " " if i == len(lines) - 1 else "-"
-            self.note("S", f"{resp.code}{sep}{text}")
+            self._append("S", f"{resp.code}{sep}{text}")
 
     def _proto_or_fail(self) -> TimedProtocol:
         if self._proto is None or not self._proto.is_connected:
@@ -105,8 +109,9 @@ class SMTPSession:
         return self._proto
 
     def fail(self, reason: Reason, detail: str, *, hint: str | None = None) -> ProbeError:
-        return ProbeError(self.phase, reason, self._scrub(detail), reply=self.last_reply,
-                          hint=hint)
+        """The failure of the current phase; ``detail`` and ``hint`` may quote the server."""
+        return ProbeError(self.phase, reason, self.clean(detail), reply=self.last_reply,
+                          hint=None if hint is None else self.clean(hint))
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -140,7 +145,7 @@ class SMTPSession:
     def expect(self, resp: SMTPResponse, *codes: int, what: str) -> None:
         """Raise the reason that fits ``resp`` unless its code is one of ``codes``."""
         if resp.code not in codes:
-            raise self.fail(status_reason(resp.code), f"{what} answered {reply_text(resp)}")
+            raise self.fail(status_reason(resp.code), f"{what} answered {self.last_reply}")
 
     # -- connection --------------------------------------------------------------------------
 
@@ -248,9 +253,10 @@ class SMTPSession:
         self._tls_established(transport.get_extra_info("ssl_object"))
 
     def _tls_established(self, ssl_object: Any) -> None:
-        self.tls = tls_info(ssl_object, verified=self.relay.tls_verify)
-        if self.tls is not None:
-            t = self.tls
+        t = tls_info(ssl_object, verified=self.relay.tls_verify)
+        if t is not None:  # the certificate's names are the server's text too
+            self.tls = t = replace(t, issuer=t.issuer and self.clean(t.issuer),
+                                   subject=t.subject and self.clean(t.subject))
             self.note("*", f"TLS {t.version} {t.cipher}, verified={t.verified}")
 
     async def _greeting(self, proto: TimedProtocol) -> None:
@@ -270,7 +276,7 @@ class SMTPSession:
             self._record_reply(resp)
             self.phases[Phase.GREETING] = proto.reply_at - proto.connected_at
             if resp.code != 220:
-                raise self.fail(status_reason(resp.code), f"greeting {reply_text(resp)}")
+                raise self.fail(status_reason(resp.code), f"greeting {self.last_reply}")
             return
         self.note("*", problem)
         if not implicit and self.addr is not None:
@@ -295,7 +301,8 @@ class SMTPSession:
         if phase is Phase.EHLO:
             self.phases[Phase.EHLO] = at - start
         self.expect(resp, 250, what="EHLO")
-        self.extensions, self.auth_mechanisms = parse_esmtp_extensions(resp.message)
+        self.extensions, offered = parse_esmtp_extensions(resp.message)
+        self.auth_mechanisms = sasl_names(offered)
         return at
 
     async def _starttls(self, proto: TimedProtocol) -> None:
@@ -318,12 +325,11 @@ class SMTPSession:
                 ctx, server_hostname=self._server_name, timeout=self.remaining()
             )
         except SMTPResponseException as exc:
-            self.note("S", f"{exc.code} {exc.message}")
-            self.last_reply = f"{exc.code} {exc.message}"[:500]
+            self._record_reply(SMTPResponse(exc.code, exc.message))
             reason = Reason.REJECTED_TEMPORARY if 400 <= exc.code < 500 else (
                 Reason.STARTTLS_UNSUPPORTED if 500 <= exc.code < 600 else Reason.PROTOCOL_ERROR
             )
-            raise self.fail(reason, f"STARTTLS answered {exc.code} {exc.message}") from None
+            raise self.fail(reason, f"STARTTLS answered {self.last_reply}") from None
         except SMTPTimeoutError:
             raise self.fail(Reason.TLS_HANDSHAKE_FAILED, "STARTTLS handshake timed out") from None
         except SMTPServerDisconnected:

@@ -32,7 +32,8 @@ async def tls_failure(session: SMTPSession, exc: BaseException, *, implicit: boo
             port = session.relay.port
             return session.fail(
                 Reason.TLS_MODE_MISMATCH,
-                f"port {port} sent a plain-text greeting ({greeting[:60]}) instead of TLS",
+                f"port {port} sent a plain-text greeting ({session.clean(greeting, limit=60)}) "
+                "instead of TLS",
                 hint=f"port {port} speaks plain SMTP with STARTTLS: set tls: starttls",
             )
     too_old = await too_old_tls(session, implicit=implicit)
