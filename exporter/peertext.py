@@ -39,7 +39,8 @@ def visible(text: str) -> str:
 
 
 class Redactor:
-    """Hides secrets in text: raw, URL-encoded (``quote`` and ``quote_plus``), base64, with
+    """Hides secrets in text: raw, URL-encoded (``quote`` with and without "/" kept,
+    JavaScript's ``encodeURIComponent``, ``quote_plus``), base64, with
     its whitespace collapsed, and, at the end of a text that was cut, any prefix of 4 or more
     characters of any of those forms."""
 
@@ -54,6 +55,8 @@ class Redactor:
                 visible(secret),
                 " ".join(secret.split()),
                 urllib.parse.quote(secret, safe=""),
+                urllib.parse.quote(secret),  # "/" kept, as quote() and many servers leave it
+                urllib.parse.quote(secret, safe="!'()*-._~"),  # encodeURIComponent
                 urllib.parse.quote_plus(secret),
                 base64.b64encode(raw).decode("ascii"),
                 base64.b64encode(raw).decode("ascii").rstrip("="),

@@ -11,7 +11,7 @@ import pytest
 
 from exporter.peertext import REDACTED, Redactor, clean, clean_lines, visible
 
-SECRET = "s3cr3t pass+word/="  # spaces, + and / change under URL and base64 encodings
+SECRET = "s3cr3t pass+word/=!"  # space, +, /, = and ! change under URL and base64 encodings
 
 
 def test_invalid_utf8_becomes_replacement_characters() -> None:
@@ -34,9 +34,11 @@ def test_control_characters_are_shown_escaped(char: str) -> None:
 @pytest.mark.parametrize("form", [
     SECRET,
     urllib.parse.quote(SECRET, safe=""),
+    urllib.parse.quote(SECRET),
+    urllib.parse.quote(SECRET, safe="!'()*-._~"),
     urllib.parse.quote_plus(SECRET),
     base64.b64encode(SECRET.encode()).decode(),
-    "s3cr3t\r\n pass+word/=",
+    "s3cr3t\r\n pass+word/=!",
 ])
 def test_a_secret_is_hidden_in_every_echoed_form(form: str) -> None:
     """The secret raw, URL-encoded, base64-encoded or broken over lines is redacted."""
