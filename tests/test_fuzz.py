@@ -19,6 +19,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.canary.judge import judge
 from exporter.config import ConfigError, parse_config
 from exporter.config.webconfig import load_web_config
 from exporter.dns.records import (
@@ -164,6 +165,27 @@ LONG_INPUTS: dict[str, tuple[Callable[[Any], object], Callable[[int], Any], int]
         parse_authentication_results,
         lambda n: 'mx.example; dkim=pass reason="' + "\\\"" * n + '"', 2000),
     "authresults-garbage": (parse_authentication_results, lambda n: "=;(\"\\" * n, 2000),
+    "authresults-folded-lines": (
+        parse_authentication_results,
+        lambda n: "mx.example;" + "\r\n\tdkim=pass header.d=a.example;" * n, 1000),
+    "authresults-bare-lf-lines": (
+        parse_authentication_results,
+        lambda n: "mx.example;" + "\nx-ptr=fail x-ptr-lookup=abcdefghij;" * n, 1000),
+    "authresults-long-line-after-break": (
+        parse_authentication_results, lambda n: "mx.example; dkim=pass\n" + "a" * n, 20000),
+    "authresults-late-forbidden-char": (
+        parse_authentication_results,
+        lambda n: "mx.example; " + "dkim=pass header.d=a.example; " * n + "\xa0", 1000),
+    "authresults-late-second-field": (
+        parse_authentication_results,
+        lambda n: "mx.example;" + "\r\n dkim=pass header.d=a.example;" * n + "\r\nX-A: b",
+        1000),
+    "authresults-microsoft-tokens": (
+        parse_authentication_results,
+        lambda n: "spf=pass smtp.mailfrom=a.example; " + "contoso.com; " * n, 2000),
+    "authresults-whitespace-lines": (
+        parse_authentication_results,
+        lambda n: "mx.example; spf=pass" + "\r\n " * n + "\r\n" * n, 5000),
     "spf-terms": (parse_spf, lambda n: "v=spf1 " + "include:_spf%{d}.example.com " * n + "-all",
                   300),
     "spf-one-long-word": (parse_spf, lambda n: "v=spf1 ip4:" + "1." * n, 3000),
@@ -216,6 +238,51 @@ def test_parsers_take_linear_time_on_long_input(case: str) -> None:
     """Each parser's cost on an adversarial input grows about tenfold for ten times the input."""
     fn, make, n = LONG_INPUTS[case]
     assert_linear(_timed(fn, make), n)
+
+
+# -- a header that does not parse gives no pass ----------------------------------------------
+
+_AR_RESINFO = st.sampled_from([
+    "dkim=pass header.d=example.com header.s=s1",
+    "dkim=pass (good signature) header.i=@example.com",
+    'spf=pass (google.com: domain of b@example.com) smtp.mailfrom="b=1@example.com"',
+    "dmarc=pass (p=REJECT) header.from=example.com", "arc=pass (i=1)", "compauth=pass reason=100",
+    "SPF = Pass SMTP.MailFrom=example.com", "contoso.com", "none",
+])
+_AR_HEAD = st.sampled_from([
+    "mx.google.com; ", "", "i=1; mx.microsoft.com 1; ", "Authentication-Results: example.org 1;",
+    '"mx.example.com";\r\n\t', "ARC-Authentication-Results: i=2; mx.google.com;\n ",
+])
+_AR_DAMAGE = st.one_of(st.sampled_from([
+    "\x00", "\xa0", "\u2003", "\ufeff", "none", " none ", "=", " = = ", "/", "/x", "(", ")", '"',
+    "example/net", ";none;", " stray ", "\r\nAuthentication-Results: mx.google.com; dkim=pass",
+    "\nX-Forged: ", "\r\n\r\n", ".", "@", ":",
+]), st.characters())
+
+
+@st.composite
+def _damaged_headers(draw: st.DrawFn) -> str:
+    """A real-looking header (any of several shapes, all passing) with one or two defects."""
+    text = draw(_AR_HEAD) + "; ".join(draw(st.lists(_AR_RESINFO, min_size=1, max_size=5)))
+    for _ in range(draw(st.integers(1, 2))):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(_AR_DAMAGE) + text[at:]
+    return text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_damaged_headers(), st.text(max_size=120)))
+def test_header_that_fails_to_parse_gives_no_pass(text: str) -> None:
+    """judge() gives no pass for any method, nor alignment, from a header that does not parse,
+    even when its (partial) authserv-id and the empty id are both trusted."""
+    parsed = parse_authentication_results(text)
+    if parsed.error is None:
+        return
+    verdicts = judge([text], trusted_authserv_ids=(parsed.authserv_id, "", "mx.google.com"),
+                     from_domain="example.com")
+    assert "pass" not in (verdicts.spf, verdicts.dkim, verdicts.dmarc, verdicts.arc)
+    assert (verdicts.dmarc_aligned, verdicts.dkim_domains, verdicts.spf_domain) == (
+        False, (), None)
 
 
 # -- configuration from arbitrary YAML --------------------------------------------------------

@@ -1,8 +1,11 @@
-"""A cursor over a header value that knows RFC 5322 comments, quoted strings and folding."""
+"""A cursor over a header value that knows RFC 5322 comments, quoted strings and folding, and
+the check that a value is one field body (no control characters, no second field)."""
 
 from __future__ import annotations
 
-__all__ = ["NAME_STOPS", "LexicalError", "Scanner"]
+import re
+
+__all__ = ["NAME_STOPS", "LexicalError", "Scanner", "field_body_defect"]
 
 WHITESPACE = frozenset(" \t\r\n")
 # Characters that always end a bare word: whitespace, comment and quote delimiters, ";" and "=".
@@ -14,12 +17,42 @@ _VALUE_END = WHITESPACE | frozenset('()";')
 NAME_STOPS = frozenset("./")
 
 
+# Characters no header may hold, and that would otherwise end up inside a word and drop it: C0
+# and C1 controls (NUL among them) but HTAB, CR and LF, DEL, and the Unicode spaces that look
+# like " " or like nothing (NBSP, the U+2000 spaces, ZWSP, line separators, BOM).
+_FORBIDDEN = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xa0\u1680\u2000-\u200b\u2028\u2029"
+    r"\u202f\u205f\u3000\ufeff]"
+)
+# A line break that starts a new header field rather than folding this one: the next line is
+# empty (the header section ends) or begins "field-name:" (RFC 5322 ftext, then optional WSP).
+# A continuation line begins with WSP; atomic groups and a possessive run keep it linear.
+_NEW_FIELD = re.compile(r"(?>\r\n?|\n)(?:(?>\r\n?|\n)|([!-9;-~]++)[ \t]*:)")
+
+
 class LexicalError(ValueError):
     """The text breaks the lexical rules (an unclosed comment or quote, a stray ")")."""
 
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(f"{message} at offset {offset}")
         self.offset = offset
+
+
+def field_body_defect(text: str, start: int = 0) -> LexicalError | None:
+    """Why ``text[start:]`` cannot be one header field body, or None: a forbidden character,
+    or a line break that begins another field (trailing whitespace aside)."""
+    forbidden = _FORBIDDEN.search(text, start)
+    if forbidden is not None:
+        return LexicalError(f"character U+{ord(forbidden.group()):04X} not allowed",
+                            forbidden.start())
+    new_field = _NEW_FIELD.search(text, start, len(text.rstrip()))
+    if new_field is None:
+        return None
+    if new_field.group(1) is None:
+        return LexicalError("empty line inside the header value", new_field.start())
+    name = new_field.group(1)
+    shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+    return LexicalError(f"another header field {shown} begins", new_field.start())
 
 
 class Scanner:
@@ -131,19 +164,3 @@ class Scanner:
         while self.pos < end and text[self.pos] not in _VALUE_END:
             self.pos += 1
         return text[start : self.pos]
-
-    def skip_to_semicolon(self) -> None:
-        """Skip what is left of a resinfo, up to (not past) the next ";" outside comments/quotes."""
-        text, end = self.text, self.end
-        while self.pos < end:
-            char = text[self.pos]
-            if char == ";":
-                return
-            if char == "(":
-                self._skip_comment()
-            elif char == '"':
-                self.quoted()
-            elif char == ")":
-                raise LexicalError("unbalanced ')'", self.pos)
-            else:
-                self.pos += 1

@@ -37,6 +37,15 @@ def _triples(results: tuple[MethodResult, ...]) -> list[tuple[str, str, dict[str
     return [(r.method, r.result, r.properties) for r in results]
 
 
+def _expected(item: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """The item's results as the parser gives them: method, result and property names lower."""
+    return [
+        (r["method"].lower(), r["result"].lower(),
+         {key.lower(): value for key, value in r["properties"].items()})
+        for r in item["results"]
+    ]
+
+
 def _parse_ok(value: str) -> AuthResults:
     parsed = parse_authentication_results(value)
     assert parsed.error is None, parsed.error
@@ -54,14 +63,12 @@ def test_reference_set_is_complete() -> None:
 
 @pytest.mark.parametrize("item", REFERENCE)
 def test_reference_header(item: dict[str, Any]) -> None:
-    """Each reference header yields the authserv-id and (method, result, properties) it lists."""
+    """Each reference header yields the authserv-id and (method, result, properties) it lists,
+    names compared without case and values exactly."""
     parsed = parse_authentication_results(item["header"])
-    expected = [
-        (r["method"].lower(), r["result"].lower(), r["properties"]) for r in item["results"]
-    ]
     assert parsed.error is None  # none of the 100 is malformed; the "none" ones parse empty
     assert parsed.authserv_id == item["authserv_id"]
-    assert _triples(parsed.results) == expected
+    assert _triples(parsed.results) == _expected(item)
 
 
 @pytest.mark.parametrize("item", ARC_REFERENCE)
@@ -131,10 +138,10 @@ def test_quoted_reason_with_escapes() -> None:
 
 
 def test_odd_spacing_and_case() -> None:
-    """Method and result are lower-cased, the ptype too, the property name kept as written."""
+    """Method, result, ptype and property name are lower-cased; the id and values keep case."""
     parsed = _parse_ok("Example.COM ;SPF = Pass  SMTP . MailFrom = User@Example.NET ;")
     assert parsed.authserv_id == "Example.COM"
-    assert _triples(parsed.results) == [("spf", "pass", {"smtp.MailFrom": "User@Example.NET"})]
+    assert _triples(parsed.results) == [("spf", "pass", {"smtp.mailfrom": "User@Example.NET"})]
 
 
 def test_values_with_at_dots_equals_and_quotes() -> None:
@@ -182,9 +189,10 @@ def test_no_results(value: str) -> None:
     assert (parsed.authserv_id, parsed.results) == ("example.com", ())
 
 
-def test_stray_property_and_bad_result_are_skipped() -> None:
-    """A resinfo that is really a property ("smtp.remote-ip=1.2.3.4") is skipped, not a method."""
-    parsed = _parse_ok("test.ex; smtp.remote-ip=127.0.0.1; iprev=pass; x=1.2; y=; =z")
+def test_stray_property_is_skipped() -> None:
+    """A resinfo that is really a property ("smtp.remote-ip=1.2.3.4", as Exim writes) is
+    skipped, not read as a method."""
+    parsed = _parse_ok("test.ex; smtp.remote-ip=127.0.0.1; iprev=pass")
     assert _triples(parsed.results) == [("iprev", "pass", {})]
 
 
@@ -203,6 +211,9 @@ def test_stray_property_and_bad_result_are_skipped() -> None:
         ("example.com 1x; dkim=pass", "bad authres-version"),
         ("; spf=pass", "expected an authserv-id"),
         ("i=1234567890; example.com; arc=pass", "ARC instance out of range"),
+        ("test.ex; iprev=pass; x=1.2", "bad result '1.2'"),
+        ("test.ex; iprev=pass; y=", "expected a result after 'y='"),
+        ("test.ex; iprev=pass; =z", "expected a method, found '='"),
     ],
 )
 def test_malformed_header_reports_error(value: str, message: str) -> None:
