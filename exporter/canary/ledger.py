@@ -3,7 +3,11 @@ loses none of them and matches them later with their original send time.
 
 Changes are made in memory on the event loop; the file is written in a worker thread. Changes
 made while a write runs are coalesced into one following write, and ``save()`` returns once a
-write that includes every change made before the call has finished."""
+write that includes every change made before the call has finished.
+
+A state file is loaded only if this user owns it and no one else may write it: another user
+could otherwise plant thousands of canaries, all soon counted lost. A refused file is moved
+aside (kept for a look, not deleted) and the exporter starts empty."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -52,6 +57,7 @@ class CanaryState:
         self._records: dict[tuple[str, str], CanaryRecord] = {}
         self.write_errors = 0
         self.last_error: str | None = None
+        self.refused: str | None = None  # why the state file was not loaded, if it was not
         self._changes = 0  # changes made so far
         self._taken = 0  # changes included in the write running now or in a finished one
         self._running: asyncio.Future[None] | None = None  # done when the running write ends
@@ -115,18 +121,55 @@ class CanaryState:
     # -- persistence ---------------------------------------------------------------------------
 
     def load(self) -> int:
-        """Read the state file, if any; returns how many canaries it held."""
-        if self.path is None or not self.path.exists():
+        """Read the state file, if any, and if it can be trusted (see ``refused``); returns
+        how many canaries it held."""
+        if self.path is None:
             return 0
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            records = [CanaryRecord(**_fields(item)) for item in doc.get("canaries", [])]
-        except (OSError, ValueError, TypeError) as exc:
-            log.error("canary state unreadable, starting empty",
-                      extra={"path": str(self.path), "error": f"{type(exc).__name__}: {exc}"})
+            # not through a symlink, and without blocking on a FIFO; checked on the open file
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
             return 0
+        except OSError as exc:
+            return self._unreadable(exc)
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ValueError("not a regular file")
+                problem = _untrusted(st)
+                if problem is not None:
+                    self._refuse(problem)
+                    return 0
+                doc = json.loads(fh.read().decode("utf-8"))
+            records = [CanaryRecord(**_fields(item)) for item in doc.get("canaries", [])]
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            return self._unreadable(exc)
         self._records = {(r.token, r.mailbox): r for r in records}
         return len(records)
+
+    def _unreadable(self, exc: BaseException) -> int:
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        log.error("canary state unreadable, starting empty",
+                  extra={"path": str(self.path), "error": f"{type(exc).__name__}: {text}"})
+        return 0
+
+    def _refuse(self, problem: str) -> None:
+        """Start empty; move the file aside so the next write does not replace it."""
+        path = self.path
+        assert path is not None
+        aside = path.with_name(path.name + ".refused")
+        try:
+            os.replace(path, aside)
+            kept, where = f"moved to {aside}", aside
+        except OSError as exc:
+            kept, where = f"left in place ({exc.strerror or exc})", path
+        uid = os.geteuid()
+        self.refused = f"{path} {problem}; not loaded, {kept}"
+        log.error("canary state file refused, starting empty", extra={
+            "path": str(path), "problem": problem, "kept": kept,
+            "fix": f"look at {where}, then remove it; if this exporter (uid {uid}) wrote it, "
+                   "find what changed its owner or mode"})
 
     async def save(self) -> None:
         """Return once every change made before this call is in a finished write.
@@ -192,6 +235,17 @@ class CanaryState:
                     done.set_result(None)
 
 
+def _untrusted(st: os.stat_result) -> str | None:
+    """Why a state file must not be loaded, or None: it must be owned by this user and
+    writable by no one else."""
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        return f"is owned by uid {st.st_uid}, not by this user (uid {uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
 def _fields(item: Any) -> dict[str, Any]:
     known = CanaryRecord.__dataclass_fields__
     if not isinstance(item, dict):
@@ -211,7 +265,7 @@ def _write_records(path: Path, records: tuple[CanaryRecord, ...]) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -75,6 +75,8 @@ class CanaryManager:
                 self._save_old_state(self._state)
             self._state = CanaryState(config.state_dir, instance=config.canary_instance)
             restored = self._state.load()
+            if self._state.refused is not None:
+                self._store.state_file_refused()
             if restored:
                 log.info("canaries in flight restored", extra={"count": restored})
             self._state_key = key

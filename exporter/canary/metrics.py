@@ -141,4 +141,8 @@ def _mailbox_families(snap: CanarySnapshot) -> Iterator[Metric]:
         "smtp_canary_state_write_errors_total",
         "Failed writes of the canary state file (canaries stay in memory meanwhile).")
     errors.add_metric([], snap.state_write_errors)
-    yield from (up, idle, expiry, errors)
+    refused = CounterMetricFamily(
+        "smtp_canary_state_refused_total",
+        "Canary state files not loaded: not owned by this user, or writable by others.")
+    refused.add_metric([], snap.state_refused)
+    yield from (up, idle, expiry, errors, refused)

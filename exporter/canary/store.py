@@ -102,6 +102,7 @@ class CanarySnapshot:
     mailboxes: Mapping[str, MailboxView]
     state_write_errors: int = 0
     state_error: str | None = None
+    state_refused: int = 0
 
 
 class CanaryStore:
@@ -114,6 +115,7 @@ class CanaryStore:
         self._mailboxes: dict[str, MailboxView] = {}
         self._state_errors = 0
         self._state_error: str | None = None
+        self._state_refused = 0
 
     def configure(self, pairs: Iterable[tuple[str, str]], mailboxes: Iterable[tuple[str, bool]]
                   ) -> None:
@@ -188,7 +190,12 @@ class CanaryStore:
         with self._lock:
             self._state_errors, self._state_error = count, error
 
+    def state_file_refused(self) -> None:
+        """A state file was not loaded: not this user's, or writable by others."""
+        with self._lock:
+            self._state_refused += 1
+
     def snapshot(self) -> CanarySnapshot:
         with self._lock:
             return CanarySnapshot(dict(self._senders), dict(self._pairs), dict(self._mailboxes),
-                                  self._state_errors, self._state_error)
+                                  self._state_errors, self._state_error, self._state_refused)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
+import stat
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -81,7 +83,7 @@ def parse_config(
         source=source,
         mailboxes=mailboxes,
         instance=_instance(root, context, problems),
-        state_dir=_state_dir(root, context, problems),
+        state_dir=_safe_state_dir(_state_dir(root, context, problems), problems),
         domains=parse_domains(root.get("domains"), problems),
         blocklists=parse_blocklists(root.get("blocklists"), problems),
     )
@@ -197,6 +199,24 @@ def _state_dir(root: Mapping[str, object], context: Context, problems: Problems)
         return resolve_file(configured, context.base_dir)
     from_systemd = env.get(_STATE_ENV, "").split(":")[0]
     return from_systemd or os.path.join(home, *_STATE_HOME)
+
+
+def _safe_state_dir(path: str, problems: Problems) -> str:
+    """A state directory others may write to is refused (they could plant canary state),
+    unless it is sticky and this user's; one that does not exist yet is made mode 700."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path
+    if not stat.S_ISDIR(st.st_mode) or not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return path
+    if st.st_mode & stat.S_ISVTX and st.st_uid == os.geteuid():
+        return path
+    who = "others" if st.st_mode & stat.S_IWOTH else "its group"
+    problems.error("state_dir", f"{path} is writable by {who} (mode "
+                   f"{stat.S_IMODE(st.st_mode):04o}), who could plant canary state in it; run "
+                   f"chmod 700 {shlex.quote(path)} or choose a directory only this user writes")
+    return path
 
 
 def _to_directory(value: object) -> str:
