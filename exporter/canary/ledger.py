@@ -237,11 +237,12 @@ class CanaryState:
 
 def _untrusted(st: os.stat_result) -> str | None:
     """Why a state file must not be loaded, or None: it must be owned by this user and
-    writable by no one else."""
+    writable by no one else but this user's own group (Kubernetes' fsGroup makes the files of
+    a volume group-writable by the pod's group)."""
     uid = os.geteuid()
     if st.st_uid != uid:
         return f"is owned by uid {st.st_uid}, not by this user (uid {uid})"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != os.getegid()):
         return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
     return None
 

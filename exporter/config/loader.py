@@ -203,7 +203,8 @@ def _state_dir(root: Mapping[str, object], context: Context, problems: Problems)
 
 def _safe_state_dir(path: str, problems: Problems) -> str:
     """A state directory others may write to is refused (they could plant canary state),
-    unless it is sticky and this user's; one that does not exist yet is made mode 700."""
+    unless it is sticky and this user's; writable by this user's own group (Kubernetes'
+    fsGroup) is allowed. One that does not exist yet is made mode 700."""
     try:
         st = os.stat(path)
     except OSError:
@@ -212,6 +213,8 @@ def _safe_state_dir(path: str, problems: Problems) -> str:
         return path
     if st.st_mode & stat.S_ISVTX and st.st_uid == os.geteuid():
         return path
+    if not st.st_mode & stat.S_IWOTH and st.st_gid == os.getegid():
+        return path  # writable by this user's own group only, as Kubernetes' fsGroup makes it
     who = "others" if st.st_mode & stat.S_IWOTH else "its group"
     problems.error("state_dir", f"{path} is writable by {who} (mode "
                    f"{stat.S_IMODE(st.st_mode):04o}), who could plant canary state in it; run "

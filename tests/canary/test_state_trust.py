@@ -41,7 +41,7 @@ def _config(tmp_path: Path, state: Path) -> Path:
     return path
 
 
-def _plant(state: Path, *, owner: int, mode: int) -> bytes:
+def _plant(state: Path, *, owner: int, group: int, mode: int) -> bytes:
     """A state file of 5,000 canaries long past their deadline: each would count as lost."""
     state.mkdir(mode=0o700, exist_ok=True)
     records = [{"token": f"trust-planted{i:05d}", "relay": "relay", "mailbox": "box",
@@ -50,27 +50,31 @@ def _plant(state: Path, *, owner: int, mode: int) -> bytes:
     data = json.dumps({"version": 1, "canaries": records}).encode()
     path = state / "canaries-trust.json"
     path.write_bytes(data)
-    os.chown(path, owner, owner)
+    os.chown(path, owner, group)
     os.chmod(path, mode)
     return data
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="planting a file of another user needs root")
-@pytest.mark.parametrize(("owner", "mode", "trusted"), [
-    (NOBODY, 0o600, False),
-    (0, 0o666, False),
-    (0, 0o620, False),
-    (0, 0o600, True),
-], ids=["other-user", "world-writable", "group-writable", "own-0600"])
+@pytest.mark.parametrize(("owner", "group", "mode", "trusted"), [
+    (NOBODY, NOBODY, 0o600, False),
+    (0, 0, 0o666, False),
+    (0, NOBODY, 0o620, False),
+    (0, 0, 0o600, True),
+    (0, 0, 0o660, True),
+], ids=["other-user", "world-writable", "writable-by-another-group", "own-0600",
+        "own-group-0660"])
 async def test_planted_state_file_is_refused(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, owner: int, mode: int, trusted: bool,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, owner: int, group: int, mode: int,
+    trusted: bool,
 ) -> None:
-    """A state file of 5,000 canaries owned by another user, or writable by group or others,
-    is not loaded: no canary counts as lost, the refusal is counted and logged with the fix,
-    and the file is kept aside, unchanged. This user's own 0600 file is loaded."""
+    """A state file of 5,000 canaries owned by another user, or writable by others or by
+    another group, is not loaded: no canary counts as lost, the refusal is counted and logged
+    with the fix, and the file is kept aside, unchanged. This user's own file is loaded, also
+    when its own group may write it (Kubernetes' fsGroup makes a volume's files so)."""
     caplog.set_level(logging.INFO)
     state = tmp_path / "state"
-    data = _plant(state, owner=owner, mode=mode)
+    data = _plant(state, owner=owner, group=group, mode=mode)
     app = App(str(_config(tmp_path, state)), listen=("127.0.0.1", 0), environ=ENV)
     app.canaries.first_spread = 1e9
     await app.start()
@@ -102,22 +106,25 @@ async def test_planted_state_file_is_refused(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a directory of another user needs root")
-@pytest.mark.parametrize(("owner", "mode", "allowed"), [
-    (0, 0o777, False),
-    (0, 0o770, False),
-    (NOBODY, 0o1777, False),
-    (0, 0o1777, True),
-    (0, 0o755, True),
-], ids=["world-writable", "group-writable", "sticky-of-another-user", "sticky-own", "0755"])
+@pytest.mark.parametrize(("owner", "group", "mode", "allowed"), [
+    (0, 0, 0o777, False),
+    (0, NOBODY, 0o770, False),
+    (NOBODY, NOBODY, 0o1777, False),
+    (0, 0, 0o1777, True),
+    (0, 0, 0o755, True),
+    (0, 0, 0o2770, True),
+], ids=["world-writable", "writable-by-another-group", "sticky-of-another-user", "sticky-own",
+        "0755", "own-group-fsgroup-2770"])
 def test_state_dir_others_can_write_is_refused(
-    tmp_path: Path, owner: int, mode: int, allowed: bool,
+    tmp_path: Path, owner: int, group: int, mode: int, allowed: bool,
 ) -> None:
-    """A state directory that group or others may write to is a config error naming
+    """A state directory that others or another group may write to is a config error naming
     state_dir and the fix (chmod 700), unless it is sticky and this user's; check-config says
-    so in one line."""
+    so in one line. Writable by this user's own group (as Kubernetes' fsGroup leaves a
+    volume) is allowed."""
     state = tmp_path / "state dir"
     state.mkdir()
-    os.chown(state, owner, owner)
+    os.chown(state, owner, group)
     os.chmod(state, mode)
     path = _config(tmp_path, state)
     if allowed:
