@@ -104,14 +104,9 @@ class App:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         guard = await asyncio.to_thread(WebGuard, self.web_config)
-        self._adopt(await asyncio.to_thread(self._load))
-        self.registry.register(
-            ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
-                              self.dns_store.snapshot)
-        )
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        config = await asyncio.to_thread(self._load)
+        # The listen address is bound before any probe, canary or mailbox starts, so a busy
+        # port fails alone (OSError) and nothing has run yet.
         self.web = WebServer(
             self.listen,
             registry=self.registry,
@@ -122,6 +117,14 @@ class App:
             dns=self.dns_store.snapshot,
             guard=guard,
         )
+        self._adopt(config)
+        self.registry.register(
+            ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
+                              self.dns_store.snapshot)
+        )
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.web.start()
         assert self.config is not None
         log.info(
@@ -146,7 +149,8 @@ class App:
                 )
             self._adopt(config)
             log.info("config reloaded", extra={"relays": len(config.relays)})
-            return True, f"config reloaded: {len(config.relays)} relays"
+            count = len(config.relays)
+            return True, f"config reloaded: {count} relay{'' if count == 1 else 's'}"
 
     def reload_from_thread(self) -> tuple[bool, str]:
         """For the HTTP thread: run ``reload`` on the event loop and wait for its answer."""

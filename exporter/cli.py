@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -16,10 +18,14 @@ from exporter.config import (
     LOCATION_ENV,
     Config,
     ConfigError,
+    EnvFile,
+    EnvFileError,
     RelayConfig,
     check_location,
+    environ_with,
     load_config,
     parse_duration,
+    read_env_file,
 )
 from exporter.dns import attach_dns, format_dns, probe_dns
 from exporter.logs import LEVELS, setup_logging
@@ -65,6 +71,12 @@ def _add_web_config(p: argparse.ArgumentParser) -> None:
                         "the Prometheus exporter-toolkit format")
 
 
+def _add_env_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-file", dest="env_file", default=None, metavar="FILE",
+                   help="NAME=value lines for the config's *_env secrets; a variable already "
+                        "set in the environment wins (the file must not be readable by others)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smtp-canary-exporter",
@@ -83,9 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     _add_common(check)
     _add_web_config(check)
+    _add_env_file(check)
 
     probe = sub.add_parser("probe", help="probe relays once and print the results")
     _add_common(probe)
+    _add_env_file(probe)
     probe.add_argument("--relay", action="append", metavar="NAME",
                        help="probe only this relay (repeatable)")
     probe.add_argument("--output", choices=["text", "json"], default="text")
@@ -112,16 +126,37 @@ def _print_problems(exc: ConfigError) -> None:
         print(f"error: {problem}", file=sys.stderr)
 
 
-def _load_or_report(path: str) -> Config | None:
+def _env_file_or_report(path: str | None) -> tuple[bool, EnvFile | None]:
+    """(whether usable, the file): a bad file is one line on stderr; its warnings too."""
+    if path is None:
+        return True, None
     try:
-        return load_config(path)
+        env_file = read_env_file(path)
+    except EnvFileError as exc:
+        print(f"error: --env-file {exc}", file=sys.stderr)
+        return False, None
+    for warning in env_file.warnings:
+        print(f"warning: --env-file {warning}", file=sys.stderr)
+    return True, env_file
+
+
+def _load_or_report(path: str, env_file: EnvFile | None = None) -> Config | None:
+    try:
+        return load_config(path, environ=environ_with(env_file))
     except ConfigError as exc:
         _print_problems(exc)
         return None
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.config_file)
+    usable, env_file = _env_file_or_report(args.env_file)
+    if not usable:
+        return 1
+    config = _load_or_report(args.config_file, env_file)
     web_ok = True
     if args.web_config:
         from exporter.config import load_web_config
@@ -139,7 +174,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{args.config_file}: OK, {len(config.relays)} relays")
+    print(f"{args.config_file}: OK, {_plural(len(config.relays), 'relay')}")
     return 0
 
 
@@ -159,7 +194,10 @@ async def _probe_all(config: Config, names: Sequence[str] | None) -> list[RelayR
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.config_file)
+    usable, env_file = _env_file_or_report(args.env_file)
+    if not usable:
+        return 2
+    config = _load_or_report(args.config_file, env_file)
     if config is None:
         return 2
     names = args.relay
@@ -214,55 +252,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve(args.config_file, listen, location, args.web_config))
     except OSError as exc:
-        print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
+              "choose another with --web.listen-address", file=sys.stderr)
         return 1
+
+
+def _self_command() -> list[str]:
+    """How to run this program again, as the user started it."""
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "__main__.py":
+        return [sys.executable, "-m", "exporter"]
+    name = os.path.basename(argv0)
+    found = shutil.which(name)
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return [name]
+    return [os.path.abspath(argv0)]
 
 
 async def _demo(listen: tuple[str, int], interval: float, location: str,
                 web_config: str | None) -> int:
-    import secrets as pysecrets
-
     from exporter.app import App
-    from exporter.demo import (
-        IMAP_PASSWORD_ENV,
-        PASSWORD_ENV,
-        REFRESH_TOKEN_ENV,
-        WRONG_PASSWORD_ENV,
-        DemoRelay,
-        write_demo_config,
-    )
+    from exporter.demo import DemoRelay, demo_secrets, write_demo_config, write_secrets_file
 
     with tempfile.TemporaryDirectory(prefix="smtp-canary-demo-") as tmp:
         relay = DemoRelay(Path(tmp))
         await relay.start()
-        os.environ[PASSWORD_ENV] = relay.password
-        os.environ[WRONG_PASSWORD_ENV] = "not-" + pysecrets.token_urlsafe(8)
-        os.environ[IMAP_PASSWORD_ENV] = relay.imap_password
-        os.environ[REFRESH_TOKEN_ENV] = relay.tokens.refresh_token
+        secrets = demo_secrets(relay)
         config_path = Path(tmp) / "config.yaml"
         write_demo_config(relay, config_path, interval=interval)
         app = App(str(config_path), listen=listen, location=location,
-                  web_config=web_config)
+                  web_config=web_config, environ={**os.environ, **secrets})
         try:
             await app.start()
-        except ConfigError as exc:
+        except BaseException as exc:
+            await relay.stop()
+            if not isinstance(exc, ConfigError):
+                raise
             _print_problems(exc)
             return 1
-        assert app.web is not None
-        host = listen[0] if listen[0] not in ("", "::", "0.0.0.0") else "127.0.0.1"  # noqa: S104
-        host = f"[{host}]" if ":" in host else host
-        base = f"{app.web.scheme}://{host}:{app.web.port}"
-        print(f"demo relay: STARTTLS on 127.0.0.1:{relay.starttls_port}, implicit TLS on "
-              f"127.0.0.1:{relay.implicit_port}", flush=True)
-        print(f"demo IMAP:  implicit TLS on 127.0.0.1:{relay.imap.imaps_port}", flush=True)
-        print(f"demo DNS:   UDP on 127.0.0.1:{relay.dns.port}", flush=True)
-        print(f"demo OAuth2 token endpoint: {relay.tokens.url}", flush=True)
-        print(f"config:     {config_path}", flush=True)
-        print(f"metrics:    {base}/metrics", flush=True)
-        print(f"status:     {base}/", flush=True)
-        print("Ctrl-C stops the demo.", flush=True)
+        # From here SIGTERM and SIGINT end the demo through the cleanup below, which also
+        # removes the secrets file written next.
         app.install_signal_handlers()
         try:
+            env_path = Path(tmp) / "secrets.env"
+            write_secrets_file(env_path, secrets)
+            probe = [*_self_command(), "probe", "--config.file", str(config_path),
+                     "--env-file", str(env_path)]
+            assert app.web is not None
+            host = listen[0] if listen[0] not in ("", "::", "0.0.0.0") else "127.0.0.1"  # noqa: S104
+            host = f"[{host}]" if ":" in host else host
+            base = f"{app.web.scheme}://{host}:{app.web.port}"
+            for line in (
+                f"demo relay: STARTTLS on 127.0.0.1:{relay.starttls_port}, implicit TLS on "
+                f"127.0.0.1:{relay.implicit_port}",
+                f"demo IMAP:  implicit TLS on 127.0.0.1:{relay.imap.imaps_port}",
+                f"demo DNS:   UDP on 127.0.0.1:{relay.dns.port}",
+                f"demo OAuth2 token endpoint: {relay.tokens.url}",
+                f"config:     {config_path}",
+                f"secrets:    {env_path} (mode 600, removed when the demo stops)",
+                f"metrics:    {base}/metrics",
+                f"status:     {base}/",
+                f"probe with: {shlex.join(probe)}",
+                "Ctrl-C stops the demo.",
+            ):
+                print(line, flush=True)
             await app.wait()
         finally:
             await app.stop()

@@ -81,7 +81,7 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
     good = write_config(tmp_path / "good.yaml", {"name": "a", "port": 2525, "tls": "starttls"})
     ok = run_cli("check-config", "--config.file", str(good))
     assert ok.returncode == 0
-    assert ok.stdout == f"{good}: OK, 1 relays\n"
+    assert ok.stdout == f"{good}: OK, 1 relay\n"
     bad = tmp_path / "bad.yaml"
     bad.write_text("relays:\n  - name: a\n    host: h\n    port: 465\n    tls: starttls\n"
                    "  - name: a\n    host: h\n    intervall: 5m\n")

@@ -4,6 +4,7 @@ reported with its path and fix. Imports nothing from the features above it."""
 from __future__ import annotations
 
 from exporter.config.dnschecks import check_domains
+from exporter.config.envfile import EnvFile, EnvFileError, environ_with, read_env_file
 from exporter.config.loader import LOCATION_ENV, check_location, load_config, parse_config
 from exporter.config.model import (
     AuthConfig,
@@ -35,6 +36,8 @@ __all__ = [
     "ConfigError",
     "DNSConfig",
     "DomainConfig",
+    "EnvFile",
+    "EnvFileError",
     "MailboxConfig",
     "OAuth2Config",
     "Problem",
@@ -45,9 +48,11 @@ __all__ = [
     "WebConfig",
     "check_domains",
     "check_location",
+    "environ_with",
     "load_config",
     "load_web_config",
     "parse_config",
     "parse_duration",
+    "read_env_file",
     "watched_files",
 ]

@@ -9,7 +9,9 @@ from exporter.demo.run import (
     REFRESH_TOKEN_ENV,
     WRONG_PASSWORD_ENV,
     DemoRelay,
+    demo_secrets,
     write_demo_config,
+    write_secrets_file,
 )
 
 __all__ = [
@@ -18,5 +20,7 @@ __all__ = [
     "REFRESH_TOKEN_ENV",
     "WRONG_PASSWORD_ENV",
     "DemoRelay",
+    "demo_secrets",
     "write_demo_config",
+    "write_secrets_file",
 ]

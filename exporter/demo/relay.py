@@ -24,8 +24,9 @@ __all__ = [
 USERNAME = "demo"
 
 # What the demo's receiving MX stamps. It verifies nothing: it plays a receiver that saw
-# SPF, DKIM and DMARC pass for mail to the inbox address, and fail for mail it files as junk,
-# so the exporter's parser, verdicts and alert conditions have real headers to work on.
+# SPF, DKIM and DMARC pass for mail to the inbox address, and SPF softfail with DKIM and
+# DMARC fail for mail it files as junk, so the exporter's parser, verdicts and alert
+# conditions have real headers to work on.
 DEMO_MX = "demo-mx.localhost"
 INBOX_ADDRESS = f"canary@{DEMO_DOMAIN}"
 JUNK_ADDRESS = f"junk@{DEMO_DOMAIN}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import ssl
 from pathlib import Path
@@ -18,7 +19,7 @@ from exporter.demo.tokens import CLIENT_ID, DemoTokenEndpoint
 
 __all__ = [
     "IMAP_PASSWORD_ENV", "PASSWORD_ENV", "REFRESH_TOKEN_ENV", "USERNAME", "WRONG_PASSWORD_ENV",
-    "DemoRelay", "write_demo_config",
+    "DemoRelay", "demo_secrets", "write_demo_config", "write_secrets_file",
 ]
 
 PASSWORD_ENV = "SMTP_CANARY_DEMO_PASSWORD"  # noqa: S105 - a variable name
@@ -78,6 +79,24 @@ class DemoRelay:
             server.close()
         for server in self._servers:
             await server.wait_closed()
+
+
+def demo_secrets(relay: DemoRelay) -> dict[str, str]:
+    """The environment variables the demo's config reads its secrets from, with their values."""
+    return {
+        PASSWORD_ENV: relay.password,
+        WRONG_PASSWORD_ENV: "not-" + secrets.token_urlsafe(8),
+        IMAP_PASSWORD_ENV: relay.imap_password,
+        REFRESH_TOKEN_ENV: relay.tokens.refresh_token,
+    }
+
+
+def write_secrets_file(path: Path, values: dict[str, str]) -> None:
+    """``NAME=value`` lines for ``--env-file``, in a new file only this user can read (0600)."""
+    text = "".join(f"{name}={value}\n" for name, value in values.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("# Written by `smtp-canary-exporter demo`, removed when it stops.\n" + text)
 
 
 def write_demo_config(relay: DemoRelay, path: Path, *, interval: float = 10.0) -> None:
