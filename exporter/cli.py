@@ -187,6 +187,7 @@ async def _probe_all(config: Config, names: Sequence[str] | None) -> list[RelayR
             return await probe_relay(
                 relay,
                 nameservers=config.dns.nameservers,
+                dns_timeout=config.dns.timeout,
                 token_source=token_source_for(relay.auth),
             )
 

@@ -53,6 +53,7 @@ class CanaryManager:
         self._old_state_saves: set[asyncio.Task[None]] = set()  # of ledgers replaced by apply()
         self._instance = "default"
         self._nameservers: tuple[tuple[str, int], ...] = ()
+        self._dns_timeout: float | None = None
         self._sem = asyncio.Semaphore(8)
         self._expiry: asyncio.Task[None] | None = None
         # The first scheduled send starts at a random point of this window (or the interval).
@@ -68,6 +69,7 @@ class CanaryManager:
         """Reconcile with a new config: state file, watchers, send loops."""
         loop = asyncio.get_running_loop()
         self._nameservers = config.dns.nameservers
+        self._dns_timeout = config.dns.timeout
         self._instance = config.canary_instance
         key = (config.state_dir, config.canary_instance)
         if key != self._state_key:
@@ -184,6 +186,7 @@ class CanaryManager:
             await state.save()  # on disk before the send starts: a crash mid-send loses none
             result = await self._send(relay, canary, instance=self._instance,
                                       nameservers=self._nameservers,
+                                      dns_timeout=self._dns_timeout,
                                       token_source=token_source, token=token)
         finally:
             self._pending.discard(token)

@@ -19,6 +19,7 @@ async def send_canary(
     *,
     instance: str,
     nameservers: tuple[tuple[str, int], ...] = (),
+    dns_timeout: float | None = None,
     token_source: TokenSource | None = None,
     token: str | None = None,
 ) -> CanarySent:
@@ -37,7 +38,7 @@ async def send_canary(
         sent_at = time.time()
 
     run = await attempt(relay, steps, what="send", nameservers=nameservers,
-                        token_source=token_source)
+                        dns_timeout=dns_timeout, token_source=token_source)
     uncertain = run.failure is not None and run.handed_over
     if uncertain:
         sent_at = time.time()

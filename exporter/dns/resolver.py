@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import dns.asyncquery
 import dns.asyncresolver
 import dns.exception
 import dns.message
@@ -31,6 +32,8 @@ class Answer:
     records: tuple[str, ...] = ()
     ttl: float = 0.0
     detail: str = ""  # what went wrong, for outcome "error"
+    # For a timeout when the resolver itself answers nothing at all: which one, and the fix.
+    silent_resolver: str = ""
 
     @property
     def failed(self) -> bool:
@@ -42,6 +45,8 @@ def failure_message(answer: Answer, owner: str = "the domain's nameservers") -> 
     """One line for a failed lookup, never phrased as a missing record."""
     if answer.outcome == "servfail":
         return f"SERVFAIL looking up {answer.name}; {owner} are failing"
+    if answer.outcome == "timeout" and answer.silent_resolver:
+        return f"timeout looking up {answer.name}: {answer.silent_resolver}"
     if answer.outcome == "timeout":
         return f"timeout looking up {answer.name}; {owner} do not answer"
     return f"DNS error looking up {answer.name} ({answer.detail}); check the resolver"
@@ -70,6 +75,15 @@ class DNSResolver:
         self._resolver.timeout = timeout
         self._resolver.lifetime = timeout
         self._timeout = timeout
+        self._servers = _servers(self._resolver)
+        listed = ", ".join(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+                           for ip, port in self._servers)
+        self.asked = (f"the resolver {listed} (dns.nameservers)" if nameservers
+                      else f"the system resolver ({listed or 'none in /etc/resolv.conf'})")
+        self._fix = ("check dns.nameservers or the network" if nameservers
+                     else "check /etc/resolv.conf and the network, or set dns.nameservers")
+        self._answered_at = -1.0  # monotonic time of the resolver's latest reply of any kind
+        self._alive_check: tuple[float, asyncio.Task[bool]] | None = None
         self._max_ttl = max_ttl
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, Answer]] = {}
@@ -108,6 +122,25 @@ class DNSResolver:
 
     async def _lookup(self, name: str, rdtype: str) -> Answer:
         self.lookups += 1
+        asked_at = time.monotonic()
+        answer = await self._ask(name, rdtype)
+        if answer.outcome != "timeout":
+            self._answered_at = time.monotonic()
+        elif self._answered_at < asked_at and not await self._resolver_answers(asked_at):
+            silent = (f"{self.asked} did not answer within {self._timeout:g}s, nor to a "
+                      f"query for the root; {self._fix}")
+            return Answer(name, rdtype, "timeout", detail=answer.detail, silent_resolver=silent)
+        return answer
+
+    async def _resolver_answers(self, since: float) -> bool:
+        """Whether the resolver replies at all (any rcode) to a query asked after ``since``;
+        concurrent timeouts share one such query."""
+        if self._alive_check is None or self._alive_check[0] < since:
+            task = asyncio.create_task(_any_reply(self._servers, self._timeout))
+            self._alive_check = (time.monotonic(), task)
+        return await asyncio.shield(self._alive_check[1])
+
+    async def _ask(self, name: str, rdtype: str) -> Answer:
         try:
             result = await self._resolver.resolve(
                 name, rdtype, search=False, raise_on_no_answer=False
@@ -152,3 +185,29 @@ def _text(rdata: object) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def _servers(resolver: dns.asyncresolver.Resolver) -> tuple[tuple[str, int], ...]:
+    """The resolver's plain-DNS nameservers as (address, port)."""
+    found: list[tuple[str, int]] = []
+    for server in resolver.nameservers:
+        if isinstance(server, str):
+            found.append((server, resolver.port))
+        elif isinstance(server, dns.nameserver.Do53Nameserver):
+            found.append((server.address, server.port))
+    return tuple(found)
+
+
+async def _any_reply(servers: tuple[tuple[str, int], ...], timeout: float) -> bool:
+    """True when any of ``servers`` replies (any rcode) to a question about the root."""
+    query = dns.message.make_query(".", "NS")
+
+    async def one(ip: str, port: int) -> bool:
+        try:
+            await dns.asyncquery.udp(query, ip, timeout=timeout, port=port,
+                                     ignore_unexpected=True)
+        except (dns.exception.DNSException, OSError, ValueError):
+            return False
+        return True
+
+    return any(await asyncio.gather(*(one(ip, port) for ip, port in servers)))

@@ -15,9 +15,11 @@ async def probe_relay(
     relay: RelayConfig,
     *,
     nameservers: tuple[tuple[str, int], ...] = (),
+    dns_timeout: float | None = None,
     token_source: TokenSource | None = None,
 ) -> RelayResult:
-    """Resolve, connect, greet, EHLO, TLS, AUTH, optionally MAIL/RCPT, and QUIT, each timed."""
+    """Resolve, connect, greet, EHLO, TLS, AUTH, optionally MAIL/RCPT, and QUIT, each timed;
+    ``dns_timeout`` (dns.timeout) bounds the host lookup, else the probe's timeout does."""
     started_at = time.time()
 
     async def steps(session: SMTPSession) -> None:
@@ -25,7 +27,7 @@ async def probe_relay(
             await _rcpt_check(session, relay)
 
     run = await attempt(relay, steps, what="probe", nameservers=nameservers,
-                        token_source=token_source)
+                        dns_timeout=dns_timeout, token_source=token_source)
     return _result(relay, run, started_at=started_at)
 
 

@@ -56,6 +56,7 @@ class Scheduler:
         # under the old limit count against the new one.
         self._limiter = Limiter(64)
         self._nameservers: tuple[tuple[str, int], ...] = ()
+        self._dns_timeout: float | None = None
         self._first_spread = FIRST_SPREAD
 
     @property
@@ -68,6 +69,7 @@ class Scheduler:
             self._limiter.resize(config.max_concurrent_probes)
         restart_all = config.dns.nameservers != self._nameservers
         self._nameservers = config.dns.nameservers
+        self._dns_timeout = config.dns.timeout  # read at each probe: no restart needed
         wanted = {r.name: r for r in config.relays}
         self._first_spread = max(FIRST_SPREAD, len(wanted) / START_RATE)
         for name in list(self._jobs):
@@ -104,7 +106,8 @@ class Scheduler:
     async def _run(self, relay: RelayConfig, tokens: TokenSource | None) -> RelayResult:
         started = time.time()
         try:
-            result = await self._probe(relay, nameservers=self._nameservers, token_source=tokens)
+            result = await self._probe(relay, nameservers=self._nameservers,
+                                       dns_timeout=self._dns_timeout, token_source=tokens)
         except Exception as exc:  # a bug in the exporter, not a failure of the relay
             log.exception("probe crashed", extra={"relay": relay.name})
             result = RelayResult(

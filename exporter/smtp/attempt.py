@@ -66,11 +66,12 @@ async def attempt(
     *,
     what: str,
     nameservers: tuple[tuple[str, int], ...] = (),
+    dns_timeout: float | None = None,
     token_source: TokenSource | None = None,
 ) -> Attempt:
     """Resolve, connect, greet, EHLO, TLS, AUTH (if configured), ``steps``, then QUIT, each
     timed; ``what`` names the attempt in a timeout's detail ("probe exceeded 10s")."""
-    session = SMTPSession(relay, nameservers=nameservers)
+    session = SMTPSession(relay, nameservers=nameservers, dns_timeout=dns_timeout)
     failure: ProbeError | None = None
     try:
         async with asyncio.timeout(relay.timeout + BACKSTOP):

@@ -42,10 +42,12 @@ class SMTPSession:
     """One connection to a relay, driven step by step, recording phases and a transcript."""
 
     def __init__(
-        self, relay: RelayConfig, *, nameservers: tuple[tuple[str, int], ...] = ()
+        self, relay: RelayConfig, *, nameservers: tuple[tuple[str, int], ...] = (),
+        dns_timeout: float | None = None,
     ) -> None:
         self.relay = relay
         self.nameservers = nameservers
+        self.dns_timeout = dns_timeout  # bounds the host lookup (dns.timeout); None: no bound
         self.t0 = time.perf_counter()
         self.deadline = self.t0 + relay.timeout
         self.phases: dict[Phase, float] = {}
@@ -172,9 +174,9 @@ class SMTPSession:
         self.phase = Phase.RESOLVE
         start = time.perf_counter()
         try:
-            addrs = await resolve_host(
-                self.relay.host, nameservers=self.nameservers, timeout=self.remaining()
-            )
+            budget = min(self.remaining(), self.dns_timeout or self.remaining())
+            addrs = await resolve_host(self.relay.host, nameservers=self.nameservers,
+                                       timeout=budget)
         except ResolveError as exc:
             raise self.fail(Reason.DNS_ERROR, str(exc)) from None
         self.phases[Phase.RESOLVE] = time.perf_counter() - start

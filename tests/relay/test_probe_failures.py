@@ -32,7 +32,8 @@ async def test_dns_error_from_a_real_nameserver(server_loop: ServerLoop) -> None
                                 nameservers=ns)
     assert missing.reason is Reason.DNS_ERROR
     assert missing.failed_phase is Phase.RESOLVE
-    assert missing.detail == "missing.test: no such domain (NXDOMAIN)"
+    assert missing.detail == (f"missing.test: NXDOMAIN, the name does not exist (asked "
+                              f"127.0.0.1:{server.port}); check the relay's host name")
     broken = await probe_relay(make_relay(host="broken.test", port=25, tls="none"),
                                nameservers=ns)
     assert broken.reason is Reason.DNS_ERROR
