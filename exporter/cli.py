@@ -16,6 +16,7 @@ from exporter.config import (
     LOCATION_ENV,
     Config,
     ConfigError,
+    Problem,
     RelayConfig,
     check_location,
     load_config,
@@ -126,11 +127,12 @@ def _load_or_report(path: str, *, offline: bool = False) -> Config | None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load_or_report(args.config_file, offline=args.offline)
     web_ok = True
+    web_notes: tuple[Problem, ...] = ()
     if args.web_config:
         from exporter.config import load_web_config
 
         try:
-            load_web_config(args.web_config)
+            web_notes = load_web_config(args.web_config, offline=args.offline).notes
         except ConfigError as exc:
             _print_problems(exc)
             print(f"{args.web_config}: invalid", file=sys.stderr)
@@ -142,7 +144,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    for note in config.notes:
+    for note in (*config.notes, *web_notes):
         print(f"note: {note}", file=sys.stderr)
     print(f"{args.config_file}: OK, {len(config.relays)} relays")
     return 0

@@ -339,3 +339,22 @@ def test_check_config_without_offline_still_needs_the_secrets() -> None:
         assert f"environment variable {name} is not set; export it before starting" in out.stderr
     assert "note:" not in out.stderr
     assert out.stderr.splitlines()[-1] == "config.example.yaml: invalid"
+
+
+def test_check_config_offline_notes_the_web_configs_missing_files(tmp_path: Path) -> None:
+    """With --offline, the web config's certificate, key and client CA files missing here are
+    notes and the example web config passes; without it they are still errors."""
+    web = ("--web.config.file", "web-config.example.yml")
+    out = _check_example("--offline", *web)
+    assert out.returncode == 0, out.stderr
+    for key, name in (("cert_file", "server.crt"), ("key_file", "server.key"),
+                      ("client_ca_file", "client-ca.pem")):
+        assert (f"note: web-config.example.yml: tls_server_config.{key}: "
+                f"/etc/smtp-canary-exporter/{name} does not exist here; it must exist where "
+                "the exporter runs") in out.stderr.splitlines()
+    cfg = write_config(tmp_path / "c.yaml", {"name": "a", "port": 2525, "tls": "starttls"})
+    strict = run_cli("check-config", "--config.file", str(cfg),
+                     "--web.config.file", str(ROOT / "web-config.example.yml"))
+    assert strict.returncode == 1
+    assert (f"error: {ROOT}/web-config.example.yml: tls_server_config.cert_file: "
+            "/etc/smtp-canary-exporter/server.crt: no such file") in strict.stderr.splitlines()

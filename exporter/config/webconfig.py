@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from exporter.config.model import ConfigError, Problem
@@ -48,10 +48,14 @@ class WebConfig:
     users: Mapping[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
     headers: tuple[tuple[str, str], ...] = ()
     rate_limit: RateLimit | None = None
+    notes: tuple[Problem, ...] = ()  # files only the machine it runs on can check (offline)
 
 
-def load_web_config(path: str) -> WebConfig:
-    """Read and validate the file; ConfigError names every bad field, each with its fix."""
+def load_web_config(path: str, *, offline: bool = False) -> WebConfig:
+    """Read and validate the file; ConfigError names every bad field, each with its fix.
+
+    ``offline`` (``check-config --offline``, never a server): certificate, key and client CA
+    files missing here are ``notes``, and TLS is left unset."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -67,7 +71,7 @@ def load_web_config(path: str) -> WebConfig:
     check_keys(top, "", _TOP_KEYS, problems)
     base = os.path.dirname(os.path.abspath(source))
     config = WebConfig(
-        tls=parse_tls(top.get("tls_server_config"), base, problems),
+        tls=parse_tls(top.get("tls_server_config"), base, problems, offline=offline),
         users=_users(top.get("basic_auth_users"), problems),
         headers=_http(top.get("http_server_config"), problems),
         rate_limit=_rate_limit(top.get("rate_limit"), problems),
@@ -75,7 +79,8 @@ def load_web_config(path: str) -> WebConfig:
     errors = problems.of("error")
     if errors:
         raise ConfigError(Problem(f"{source}: {p.path}", p.message) for p in errors)
-    return config
+    notes = tuple(Problem(f"{source}: {p.path}", p.message, "note") for p in problems.of("note"))
+    return replace(config, notes=notes)
 
 
 def watched_files(path: str, config: WebConfig) -> tuple[str, ...]:

@@ -85,10 +85,12 @@ def _text(section: Mapping[str, object], key: str, path: str, problems: Problems
     return value
 
 
-def parse_tls(value: object, base: str, problems: Problems) -> TLSServerConfig | None:
+def parse_tls(value: object, base: str, problems: Problems,
+              *, offline: bool = False) -> TLSServerConfig | None:
     """The TLS section, or None when it enables nothing or has problems: every one of them is
-    reported, a bad version as well as missing files."""
-    before = len(problems.of("error"))
+    reported, a bad version as well as missing files. ``offline`` (``check-config
+    --offline``): a certificate, key or client CA file missing here is a note."""
+    before = len(problems.of("error")) + len(problems.of("note"))
     path = "tls_server_config"
     section = as_mapping(value, path, problems, "TLS settings")
     check_keys(section, path, _TLS_KEYS, problems)
@@ -120,14 +122,14 @@ def parse_tls(value: object, base: str, problems: Problems) -> TLSServerConfig |
     _versions(ctx, text["min_version"] or "TLS12", text["max_version"] or "TLS13", at, problems)
     _ciphers(ctx, section, at, problems)
     auth_type = text["client_auth_type"] or "NoClientCert"
-    _client_auth(ctx, auth_type, text, base, at, problems)
+    _client_auth(ctx, auth_type, text, base, at, problems, offline)
     sans = _strings(section.get("client_allowed_sans"), at["client_allowed_sans"], problems)
     if section.get("client_allowed_sans") is not None and auth_type != "RequireAndVerifyClientCert":
         problems.error(at["client_allowed_sans"],
                        "needs client_auth_type: RequireAndVerifyClientCert, so every client "
                        "presents a certificate to match")
-    _load_chain(ctx, text, base, at, problems)
-    if len(problems.of("error")) > before:
+    _load_chain(ctx, text, base, at, problems, offline)
+    if len(problems.of("error")) + len(problems.of("note")) > before:
         return None
     return TLSServerConfig(context=ctx, client_allowed_sans=frozenset(sans), files=files)
 
@@ -186,7 +188,7 @@ def _ciphers(ctx: ssl.SSLContext, section: Mapping[str, object], at: dict[str, s
 
 
 def _client_auth(ctx: ssl.SSLContext, auth_type: str, text: dict[str, str], base: str,
-                 at: dict[str, str], problems: Problems) -> None:
+                 at: dict[str, str], problems: Problems, offline: bool) -> None:
     where = at["client_auth_type"]
     if auth_type in _UNVERIFIED_CLIENT_AUTH:
         problems.error(where, f"{auth_type} accepts certificates nobody verified, which "
@@ -207,6 +209,9 @@ def _client_auth(ctx: ssl.SSLContext, auth_type: str, text: dict[str, str], base
         problems.error(at["client_ca_file"], f"missing; {auth_type} verifies client "
                        "certificates against it")
         return
+    ca_path = os.path.join(base, text["client_ca_file"])
+    if offline and text["client_ca_file"] and _absent(ca_path, at["client_ca_file"], problems):
+        return
     try:
         if text["client_ca_file"]:
             ctx.load_verify_locations(cafile=os.path.join(base, text["client_ca_file"]))
@@ -221,7 +226,7 @@ def _client_auth(ctx: ssl.SSLContext, auth_type: str, text: dict[str, str], base
 
 
 def _load_chain(ctx: ssl.SSLContext, text: dict[str, str], base: str, at: dict[str, str],
-                problems: Problems) -> None:
+                problems: Problems, offline: bool) -> None:
     """The certificate and key, from files or inline PEM (written to a private temp dir); each
     file missing is reported, whatever else is wrong."""
     pairs = (("cert", "cert_file"), ("key", "key_file"))
@@ -234,7 +239,10 @@ def _load_chain(ctx: ssl.SSLContext, text: dict[str, str], base: str, at: dict[s
             if text[file]:
                 paths[file] = os.path.join(base, text[file])
                 if not os.path.isfile(paths[file]):
-                    problems.error(at[file], f"{paths[file]}: no such file")
+                    if offline:
+                        _absent(paths[file], at[file], problems)
+                    else:
+                        problems.error(at[file], f"{paths[file]}: no such file")
                     missing = True
             else:
                 paths[file] = os.path.join(tmp, inline + ".pem")
@@ -247,6 +255,14 @@ def _load_chain(ctx: ssl.SSLContext, text: dict[str, str], base: str, at: dict[s
             where = at["cert_file"] if text["cert_file"] else at["cert"]
             problems.error(where, f"cannot load the certificate and key: {_why(exc)}; check "
                            "that both are PEM and the key belongs to the certificate")
+
+
+def _absent(path: str, where: str, problems: Problems) -> bool:
+    """Offline, a file missing here is a note: it must exist where the exporter runs."""
+    if os.path.isfile(path):
+        return False
+    problems.note(where, f"{path} does not exist here; it must exist where the exporter runs")
+    return True
 
 
 def _why(exc: BaseException) -> str:
