@@ -230,25 +230,25 @@ def _load_chain(ctx: ssl.SSLContext, text: dict[str, str], base: str, at: dict[s
     """The certificate and key, from files or inline PEM (written to a private temp dir); each
     file missing is reported, whatever else is wrong."""
     pairs = (("cert", "cert_file"), ("key", "key_file"))
-    if any(bool(text[inline]) == bool(text[file]) for inline, file in pairs):
-        return  # missing, or given twice: reported already
+    missing = False
+    for _, file in pairs:
+        given = os.path.join(base, text[file])
+        if text[file] and not os.path.isfile(given):
+            if offline:
+                _absent(given, at[file], problems)
+            else:
+                problems.error(at[file], f"{given}: no such file")
+            missing = True
+    if missing or any(bool(text[inline]) == bool(text[file]) for inline, file in pairs):
+        return  # a file missing, or a part missing or given twice: each reported
     with tempfile.TemporaryDirectory(prefix="smtp-canary-web-") as tmp:
         paths = {}
-        missing = False
         for inline, file in pairs:
             if text[file]:
                 paths[file] = os.path.join(base, text[file])
-                if not os.path.isfile(paths[file]):
-                    if offline:
-                        _absent(paths[file], at[file], problems)
-                    else:
-                        problems.error(at[file], f"{paths[file]}: no such file")
-                    missing = True
             else:
                 paths[file] = os.path.join(tmp, inline + ".pem")
                 Path(paths[file]).write_text(text[inline], encoding="utf-8")
-        if missing:
-            return
         try:
             ctx.load_cert_chain(paths["cert_file"], paths["key_file"])
         except (OSError, ssl.SSLError) as exc:

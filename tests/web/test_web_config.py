@@ -318,6 +318,14 @@ def test_every_web_config_problem_is_reported_in_one_pass(tmp_path: Path) -> Non
     assert out.returncode == 1
     assert out.stderr.splitlines() == [f"error: {line}" for line in expected] + [
         f"{path}: invalid"]
+    key_only = web_file(tmp_path, {"tls_server_config": {"key_file": "missing.key"}})
+    with pytest.raises(ConfigError) as err:
+        load_web_config(key_only)
+    assert [str(p) for p in err.value.problems] == [
+        f"{key_only}: tls_server_config.cert_file: missing; TLS needs the server certificate "
+        "(cert_file)",
+        f"{key_only}: tls_server_config.key_file: {tmp_path}/missing.key: no such file",
+    ]
 
 
 def test_run_with_a_bad_web_config_exits_with_the_field(
