@@ -20,6 +20,7 @@ from exporter.config import (
     ConfigError,
     EnvFile,
     EnvFileError,
+    Problem,
     RelayConfig,
     check_location,
     environ_with,
@@ -94,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     _add_common(check)
+    check.add_argument("--offline", action="store_true",
+                       help="check the file away from where it runs (e.g. in CI): secrets "
+                            "and files missing here are notes, not errors")
     _add_web_config(check)
     _add_env_file(check)
 
@@ -140,9 +144,11 @@ def _env_file_or_report(path: str | None) -> tuple[bool, EnvFile | None]:
     return True, env_file
 
 
-def _load_or_report(path: str, env_file: EnvFile | None = None) -> Config | None:
+def _load_or_report(
+    path: str, env_file: EnvFile | None = None, *, offline: bool = False
+) -> Config | None:
     try:
-        return load_config(path, environ=environ_with(env_file))
+        return load_config(path, environ=environ_with(env_file), offline=offline)
     except ConfigError as exc:
         _print_problems(exc)
         return None
@@ -156,13 +162,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     usable, env_file = _env_file_or_report(args.env_file)
     if not usable:
         return 1
-    config = _load_or_report(args.config_file, env_file)
+    config = _load_or_report(args.config_file, env_file, offline=args.offline)
     web_ok = True
+    web_notes: tuple[Problem, ...] = ()
     if args.web_config:
         from exporter.config import load_web_config
 
         try:
-            load_web_config(args.web_config)
+            web_notes = load_web_config(args.web_config, offline=args.offline).notes
         except ConfigError as exc:
             _print_problems(exc)
             print(f"{args.web_config}: invalid", file=sys.stderr)
@@ -174,6 +181,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for note in (*config.notes, *web_notes):
+        print(f"note: {note}", file=sys.stderr)
     print(f"{args.config_file}: OK, {_plural(len(config.relays), 'relay')}")
     return 0
 

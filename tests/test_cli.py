@@ -301,3 +301,60 @@ def test_probe_prints_a_dns_section(tmp_path: Path, server_loop: ServerLoop) -> 
     assert spf["status"] == "ok"
     bare = run_cli("probe", "--config.file", str(cfg), "--no-dns")
     assert "\nDNS\n" not in bare.stdout
+
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_SECRETS = ("GMAIL_APP_PASSWORD", "O365_CLIENT_SECRET", "SENDGRID_API_KEY",
+                   "GMAIL_CLIENT_SECRET", "GMAIL_REFRESH_TOKEN")
+
+
+def _check_example(*flags: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in EXAMPLE_SECRETS}
+    return subprocess.run([*EXE, "check-config", *flags, "--config.file", "config.example.yaml"],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+                          check=False)
+
+
+def test_check_config_offline_accepts_the_example_without_its_secrets() -> None:
+    """check-config --offline (as CI runs it) passes the example config on a machine without
+    its secrets and files, printing a note for each."""
+    out = _check_example("--offline")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "config.example.yaml: OK, 5 relays\n"
+    notes = out.stderr.splitlines()
+    assert ("note: relays[0].auth.password_env: SENDGRID_API_KEY is not set here; it must be "
+            "set where the exporter runs") in notes
+    assert ("note: relays[3].auth.password_file: /run/secrets/postfix-password does not exist "
+            "here; it must exist where the exporter runs") in notes
+    assert ("note: relays[3].ca_file: /etc/ssl/private-ca.pem does not exist here; it must "
+            "exist where the exporter runs") in notes
+    assert not [line for line in notes if line.startswith("error:")]
+
+
+def test_check_config_without_offline_still_needs_the_secrets() -> None:
+    """Without --offline, check-config still exits 1 naming every missing variable."""
+    out = _check_example()
+    assert out.returncode == 1
+    for name in EXAMPLE_SECRETS:
+        assert f"environment variable {name} is not set; export it before starting" in out.stderr
+    assert "note:" not in out.stderr
+    assert out.stderr.splitlines()[-1] == "config.example.yaml: invalid"
+
+
+def test_check_config_offline_notes_the_web_configs_missing_files(tmp_path: Path) -> None:
+    """With --offline, the web config's certificate, key and client CA files missing here are
+    notes and the example web config passes; without it they are still errors."""
+    web = ("--web.config.file", "web-config.example.yml")
+    out = _check_example("--offline", *web)
+    assert out.returncode == 0, out.stderr
+    for key, name in (("cert_file", "server.crt"), ("key_file", "server.key"),
+                      ("client_ca_file", "client-ca.pem")):
+        assert (f"note: web-config.example.yml: tls_server_config.{key}: "
+                f"/etc/smtp-canary-exporter/{name} does not exist here; it must exist where "
+                "the exporter runs") in out.stderr.splitlines()
+    cfg = write_config(tmp_path / "c.yaml", {"name": "a", "port": 2525, "tls": "starttls"})
+    strict = run_cli("check-config", "--config.file", str(cfg),
+                     "--web.config.file", str(ROOT / "web-config.example.yml"))
+    assert strict.returncode == 1
+    assert (f"error: {ROOT}/web-config.example.yml: tls_server_config.cert_file: "
+            "/etc/smtp-canary-exporter/server.crt: no such file") in strict.stderr.splitlines()

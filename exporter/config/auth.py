@@ -28,6 +28,7 @@ _OAUTH2_KEYS = (
     "grant_type",
 )
 _GRANTS = ("refresh_token", "client_credentials")
+_PLACEHOLDER = "unread"  # stands in for a secret an offline check could not read
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INLINE = "inline secrets are not allowed; use {0}_env or {0}_file"
 _AUTH_SPECIAL = {key: _INLINE.format(key) for key in ("password", "token")}
@@ -92,8 +93,11 @@ def _secret(reader: Reader, stem: str, context: Context) -> tuple[bool, Secret |
         else:
             secret = secret_from_file(resolve_file(str(file_name), context.base_dir))
     except SecretError as exc:
-        reader.problems.error(reader.at(key), str(exc))
-        return given, None
+        if not context.offline:
+            reader.problems.error(reader.at(key), str(exc))
+            return given, None
+        reader.problems.note(reader.at(key), exc.note)
+        return given, Secret(_PLACEHOLDER, source=f"unread:{key}")
     _warn_whitespace(secret, reader.at(key), reader.problems)
     return given, secret
 

@@ -56,10 +56,13 @@ def parse_config(
     source: str = "<string>",
     environ: Mapping[str, str] | None = None,
     base_dir: str | None = None,
+    offline: bool = False,
 ) -> Config:
     """Parse and validate a YAML config; raise ConfigError listing every error found.
 
     Relative file paths start from ``base_dir``, or the working directory when it is None.
+    ``offline`` (``check-config --offline``, never the daemon): a secret or file that cannot
+    be read here is a note in ``Config.notes``, and a secret stands in a placeholder.
     """
     data, duplicates = read_yaml(text, source)
     if not isinstance(data, Mapping):
@@ -70,7 +73,7 @@ def parse_config(
         problems.error(path, "duplicate key; remove one of the two")
     root = {str(key): value for key, value in data.items()}
     check_keys(root, "", _TOP_KEYS, problems)
-    context = Context(_default_ehlo_name(), environ, base_dir)
+    context = Context(_default_ehlo_name(), environ, base_dir, offline)
     defaults = parse_defaults(root.get("defaults"), context, problems)
     names: dict[str, str] = {}
     mailboxes = parse_mailboxes(root.get("mailboxes"), context, problems, names)
@@ -89,13 +92,18 @@ def parse_config(
     )
     if problems.of("error"):
         raise ConfigError(problems.of("error"))
-    return replace(config, warnings=problems.of("warning"))
+    return replace(config, warnings=problems.of("warning"), notes=problems.of("note"))
 
 
 def load_config(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    offline: bool = False,
 ) -> Config:
-    """Read and validate the config file at ``path``; relative paths in it start from its dir."""
+    """Read and validate the config file at ``path``; relative paths in it start from its dir.
+
+    ``offline`` as for parse_config."""
     source = os.fspath(path)
     try:
         text = Path(source).read_text(encoding="utf-8")
@@ -106,7 +114,8 @@ def load_config(
     except (OSError, UnicodeDecodeError) as exc:
         message = f"cannot read the file ({type(exc).__name__}); check the path and its mode"
         raise ConfigError([Problem(source, message)]) from None
-    return parse_config(text, source=source, environ=environ, base_dir=os.path.dirname(source))
+    return parse_config(text, source=source, environ=environ, base_dir=os.path.dirname(source),
+                        offline=offline)
 
 
 def _default_ehlo_name() -> str:

@@ -102,7 +102,10 @@ def _parse_mailbox(
         port=port,
         tls=tls,
         tls_verify=reader.get("tls_verify", to_bool, True),
-        ca_file=reader.get("ca_file", partial(to_ca_file, base_dir=context.base_dir), None),
+        ca_file=reader.get_file(
+            "ca_file", partial(to_ca_file, base_dir=context.base_dir), None,
+            offline=context.offline,
+        ),
         tls_min_version=reader.get("tls_min_version", to_tls_version, "1.2"),
         auth=_parse_auth(raw.get("auth"), reader.at("auth"), context, problems),
         folders=folders,

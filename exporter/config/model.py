@@ -180,6 +180,7 @@ class Config:
     domains: tuple[DomainConfig, ...] = ()
     blocklists: tuple[str, ...] = ()
     location: str = ""
+    notes: tuple[Problem, ...] = ()  # what only the machine it runs on can check (offline)
 
     @property
     def canary_instance(self) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from exporter.config.model import Problem
-from exporter.config.values import describe, kind
+from exporter.config.values import MissingFile, describe, kind
 
 __all__ = ["Context", "Problems", "Reader", "as_mapping", "check_keys", "join", "read_list"]
 
@@ -20,11 +20,14 @@ class Context:
     """What parsing takes from outside the file.
 
     ``base_dir`` is where relative file paths start; None means the working directory.
+    ``offline`` (``check-config --offline``): secrets and files that cannot be read here are
+    notes, not errors, as the config is checked away from where it runs.
     """
 
     ehlo_name: str
     environ: Mapping[str, str] | None
     base_dir: str | None
+    offline: bool = False
 
 
 class Problems:
@@ -38,6 +41,10 @@ class Problems:
 
     def warn(self, path: str, message: str) -> None:
         self._found.setdefault(Problem(path, message, "warning"))
+
+    def note(self, path: str, message: str) -> None:
+        """Something only the machine the exporter runs on can check (offline checks)."""
+        self._found.setdefault(Problem(path, message, "note"))
 
     def of(self, severity: str) -> tuple[Problem, ...]:
         return tuple(problem for problem in self._found if problem.severity == severity)
@@ -84,6 +91,23 @@ class Reader:
         value, path = found
         try:
             return convert(value)
+        except ValueError as exc:
+            self.problems.error(path, str(exc))
+            return default
+
+    def get_file(self, key: str, convert: Callable[[object], str], default: str | None,
+                 *, offline: bool) -> str | None:
+        """As get, for a path ``convert`` checks exists; offline a file missing here is a
+        note, and its path is kept."""
+        found = self.find(key)
+        if not offline or found is None or found[0] is None:
+            return self.get(key, convert, default)
+        value, path = found
+        try:
+            return convert(value)
+        except MissingFile as exc:
+            self.problems.note(path, exc.note)
+            return exc.path
         except ValueError as exc:
             self.problems.error(path, str(exc))
             return default

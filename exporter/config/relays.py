@@ -112,7 +112,10 @@ def _read_shared(reader: Reader, context: Context) -> _Shared:
     return _Shared(
         tls=reader.get("tls", to_tls_mode, None),
         tls_verify=reader.get("tls_verify", to_bool, True),
-        ca_file=reader.get("ca_file", partial(to_ca_file, base_dir=context.base_dir), None),
+        ca_file=reader.get_file(
+            "ca_file", partial(to_ca_file, base_dir=context.base_dir), None,
+            offline=context.offline,
+        ),
         tls_server_name=reader.get("tls_server_name", to_host, None),
         tls_min_version=reader.get("tls_min_version", to_tls_version, "1.2"),
         ehlo_name=reader.get("ehlo_name", to_ehlo_name, context.ehlo_name),

@@ -13,7 +13,15 @@ REDACTED = "***"
 
 
 class SecretError(ValueError):
-    """A secret could not be read; the message never contains the secret."""
+    """A secret could not be read; the message never contains the secret.
+
+    ``note`` says the same for ``check-config --offline``, which checks a config away from
+    where it runs: the secret is needed there, not here.
+    """
+
+    def __init__(self, message: str, note: str) -> None:
+        super().__init__(message)
+        self.note = note
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,10 +55,13 @@ def secret_from_env(name: str, *, environ: Mapping[str, str] | None = None) -> S
     """Read a secret from the environment variable ``name``."""
     env = os.environ if environ is None else environ
     if name not in env:
-        raise SecretError(f"environment variable {name} is not set; export it before starting")
+        raise SecretError(f"environment variable {name} is not set; export it before starting",
+                          f"{name} is not set here; it must be set where the exporter runs")
     value = env[name]
     if value == "":
-        raise SecretError(f"environment variable {name} is empty; set it to the secret")
+        raise SecretError(f"environment variable {name} is empty; set it to the secret",
+                          f"{name} is empty here; it must hold the secret where the exporter "
+                          "runs")
     return Secret(value, source=f"env:{name}")
 
 
@@ -59,12 +70,20 @@ def secret_from_file(path: str) -> Secret:
     try:
         raw = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SecretError(f"file {path} does not exist; mount the secret there") from None
+        raise SecretError(f"file {path} does not exist; mount the secret there",
+                          f"{path} does not exist here; it must exist where the exporter "
+                          "runs") from None
     except PermissionError:
-        raise SecretError(f"file {path} is not readable by this user; fix its mode") from None
+        raise SecretError(f"file {path} is not readable by this user; fix its mode",
+                          f"{path} is not readable here; the exporter's user must be able "
+                          "to read it where it runs") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretError(f"file {path} cannot be read ({type(exc).__name__})") from None
+        raise SecretError(f"file {path} cannot be read ({type(exc).__name__})",
+                          f"{path} cannot be read here ({type(exc).__name__}); it must be "
+                          "readable where the exporter runs") from None
     value = raw[:-2] if raw.endswith("\r\n") else raw[:-1] if raw.endswith("\n") else raw
     if value == "":
-        raise SecretError(f"file {path} is empty; write the secret into it")
+        raise SecretError(f"file {path} is empty; write the secret into it",
+                          f"{path} is empty here; it must hold the secret where the exporter "
+                          "runs")
     return Secret(value, source=f"file:{path}")

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from exporter.model import Reason, TLSMode
 
 __all__ = [
+    "MissingFile",
     "choice",
     "describe",
     "duration_text",
@@ -269,11 +270,24 @@ def resolve_file(path: str, base_dir: str | None) -> str:
     return path if base_dir is None else os.path.join(base_dir, path)
 
 
+class MissingFile(ValueError):
+    """A named file is missing or unreadable here; ``note`` says so for an offline check."""
+
+    def __init__(self, message: str, path: str, note: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.note = note
+
+
 def to_ca_file(value: object, base_dir: str | None) -> str:
     """An existing, readable file; a relative path starts from ``base_dir``."""
     path = resolve_file(to_str(value), base_dir)
     if not os.path.exists(path):
-        raise ValueError(f"file {path} does not exist; point ca_file at a PEM file of CAs")
+        raise MissingFile(f"file {path} does not exist; point ca_file at a PEM file of CAs",
+                          path, f"{path} does not exist here; it must exist where the "
+                          "exporter runs")
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise ValueError(f"file {path} is not a readable file; fix its mode or the path")
+        raise MissingFile(f"file {path} is not a readable file; fix its mode or the path",
+                          path, f"{path} is not a readable file here; it must be one where "
+                          "the exporter runs")
     return path

@@ -50,9 +50,10 @@ class Attempt:
 
     @property
     def reply(self) -> str | None:
-        """The reply that failed the attempt, else the last reply of the session."""
-        if self.failure is not None and self.failure.reply:
-            return self.failure.reply
+        """The reply that failed the attempt, else the last reply of the session; none when
+        the failure says it had no reply (``""``: a token endpoint that did not answer)."""
+        if self.failure is not None and self.failure.reply is not None:
+            return self.failure.reply or None
         return self.last_reply
 
     @property

@@ -74,11 +74,15 @@ async def authenticate(
             budget = session.remaining() * TOKEN_SHARE
             token = (await token_source.token(timeout=budget)).value.reveal()
         except TokenError as exc:
-            raise session.fail(
+            failure = session.fail(
                 Reason.AUTH_FAILED,
                 f"OAuth2 token refresh failed: {exc}",
                 hint=_NO_ANSWER if exc.status is None else _REFUSED,
-            ) from None
+            )
+            # The relay's last reply (EHLO's 250) says nothing here: the token endpoint's
+            # error is the reply that failed the probe, or there is none.
+            failure.reply = session.clean(exc.reply) if exc.reply else ""
+            raise failure from None
     await _exchange(session, auth, token, start=time.perf_counter())
 
 

@@ -55,11 +55,14 @@ class TokenError(Exception):
     """A token could not be obtained; the one-line message never contains a secret."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, error: str | None = None
+        self, message: str, *, status: int | None = None, error: str | None = None,
+        reply: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status  # HTTP status of the token endpoint's answer, if it answered
         self.error = error  # OAuth error code from the answer (``invalid_grant``), if any
+        # The endpoint's error as a probe's reply shows it, cleaned: "400 invalid_grant (...)"
+        self.reply = reply
 
 
 class TokenSource(Protocol):
@@ -213,7 +216,8 @@ class RefreshingTokenSource:
         if cached is not None and (failure is None or _unexpired(cached, self._clock())):
             return cached
         assert failure is not None  # a completed attempt left either a token or a failure
-        raise TokenError(str(failure), status=failure.status, error=failure.error)
+        raise TokenError(str(failure), status=failure.status, error=failure.error,
+                         reply=failure.reply)
 
     async def _fetch(self, deadline: float, limit: float) -> tuple[_Reply, float]:
         """One request, over by ``deadline`` (loop time) whatever the endpoint does."""
@@ -289,7 +293,8 @@ def _parse_reply(endpoint: str, status: int, body: bytes, redactor: Redactor) ->
         if description is not None:
             parts.append(f"({text(description)})")
         detail = ": " + " ".join(parts) if parts else ""
-        raise TokenError(answered + detail, status=status, error=code)
+        raise TokenError(answered + detail, status=status, error=code,
+                         reply=" ".join([str(status), *parts]) if parts else None)
     access_token = doc.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise TokenError(f"{answered} without an access_token", status=status)

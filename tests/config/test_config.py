@@ -1566,3 +1566,33 @@ relays:
     egress_addresses: [203.0.113.25, "[2001:DB8:0::25]"]
 """)
     assert relay.egress_addresses == ("203.0.113.25", "2001:db8::25")
+
+
+def test_offline_turns_unreadable_secrets_and_files_into_notes(tmp_path: Path) -> None:
+    """parse_config(offline=True) notes a missing variable, an empty one, a missing secret
+    file and a missing ca_file (with a placeholder secret) but still refuses a bad field."""
+    text = (
+        "relays:\n"
+        "  - {name: a, host: h.example.com, auth: {username: u, password_env: EMPTY}}\n"
+        "  - {name: b, host: h.example.com, ca_file: ca.pem,\n"
+        "     auth: {username: u, password_file: secrets/pw}}\n"
+        "  - {name: c, host: h.example.com, auth: {username: u, password_env: UNSET}}\n"
+    )
+    config = parse_config(text, environ={"EMPTY": ""}, base_dir=str(tmp_path), offline=True)
+    assert [str(note) for note in config.notes] == [
+        "relays[0].auth.password_env: EMPTY is empty here; it must hold the secret where the "
+        "exporter runs",
+        f"relays[1].auth.password_file: {tmp_path}/secrets/pw does not exist here; it must "
+        "exist where the exporter runs",
+        f"relays[1].ca_file: {tmp_path}/ca.pem does not exist here; it must exist where the "
+        "exporter runs",
+        "relays[2].auth.password_env: UNSET is not set here; it must be set where the exporter "
+        "runs",
+    ]
+    assert config.relays[1].ca_file == f"{tmp_path}/ca.pem"
+    assert all(relay.auth.password is not None for relay in config.relays)
+    with pytest.raises(ConfigError) as err:
+        parse_config(text.replace("name: c,", "name: c, port: 0,"), environ={},
+                     base_dir=str(tmp_path), offline=True)
+    assert [str(p) for p in err.value.problems] == [
+        "relays[2].port: 0 is out of range; use a port from 1 to 65535"]

@@ -290,6 +290,44 @@ def test_invalid_web_config_names_the_field(
     assert "hunter2" not in str(err.value)
 
 
+def test_every_web_config_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
+    """A bad min_version no longer hides missing cert and key files (nor a bad rate limit):
+    load_web_config and one check-config run report them all, one per line."""
+    path = web_file(tmp_path, {
+        "tls_server_config": {"cert_file": "missing.crt", "key_file": "missing.key",
+                              "min_version": "TLS9"},
+        "rate_limit": {"interval": "soon", "burst": -1},
+    })
+    expected = [
+        f"{path}: tls_server_config.min_version: 'TLS9' is not a TLS version; use one of "
+        "TLS10, TLS11, TLS12, TLS13",
+        f"{path}: tls_server_config.cert_file: {tmp_path}/missing.crt: no such file",
+        f"{path}: tls_server_config.key_file: {tmp_path}/missing.key: no such file",
+        f'{path}: rate_limit.interval: "soon" is not a duration; use a number with s, m or h, '
+        "e.g. 30s or 5m",
+        f"{path}: rate_limit.burst: expected a whole number, got -1",
+    ]
+    with pytest.raises(ConfigError) as err:
+        load_web_config(path)
+    assert [str(p) for p in err.value.problems] == expected
+    cfg = write_config(tmp_path / "c.yaml", {"name": "a", "port": 2525, "tls": "starttls"})
+    out = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", "--config.file", str(cfg),
+         "--web.config.file", path],
+        capture_output=True, text=True, timeout=30, env={**os.environ, **ENV}, check=False)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [f"error: {line}" for line in expected] + [
+        f"{path}: invalid"]
+    key_only = web_file(tmp_path, {"tls_server_config": {"key_file": "missing.key"}})
+    with pytest.raises(ConfigError) as err:
+        load_web_config(key_only)
+    assert [str(p) for p in err.value.problems] == [
+        f"{key_only}: tls_server_config.cert_file: missing; TLS needs the server certificate "
+        "(cert_file)",
+        f"{key_only}: tls_server_config.key_file: {tmp_path}/missing.key: no such file",
+    ]
+
+
 def test_run_with_a_bad_web_config_exits_with_the_field(
     tmp_path: Path, pki: dict[str, Any],
 ) -> None:
