@@ -31,10 +31,10 @@ def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
     status = GaugeMetricFamily(
         "smtp_dns_check_status",
         "1 if the DNS check is ok, 0 on a warning or an error (see smtp_dns_check_info).",
-        labels=["domain", "check"])
+        labels=["domain", "check", "relay"])
     info = GaugeMetricFamily(
         "smtp_dns_check_info", "1 for the current status (ok, warning, error) of each check.",
-        labels=["domain", "check", "status"])
+        labels=["domain", "check", "status", "relay"])
     spf = GaugeMetricFamily("smtp_dns_spf_lookups",
                             "DNS-querying SPF terms after following include and redirect "
                             "(the limit is 10).", labels=["domain"])
@@ -56,7 +56,7 @@ def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
                                       "Time each DNS check took.", labels=["check"])
     for domain, report in sorted(snap.domains.items()):
         current = worst(report.checks) if report else {}
-        _add_status(status, info, domain, DOMAIN_CHECKS, current)
+        _add_status(status, info, domain, "", DOMAIN_CHECKS, current)
         if report is None:
             continue
         if report.spf_lookups is not None:
@@ -68,13 +68,11 @@ def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
                               report.dmarc_subdomain_policy or report.dmarc_policy], 1)
         if report.dmarc_pct is not None:
             pct.add_metric([domain], report.dmarc_pct)
-    hosts_done: set[str] = set()
     for relay, relay_report in sorted(snap.relays.items()):
-        host = snap.hosts.get(relay, relay)
-        if host not in hosts_done:  # relays sharing a host (587 and 465) share its checks
-            hosts_done.add(host)
-            _add_status(status, info, host, RELAY_CHECKS,
-                        worst(relay_report.checks) if relay_report else {})
+        # One series per relay, domain= its host: relays sharing a host (587 and 465) stay
+        # apart, and a failing check names the relay whose egress it concerns.
+        _add_status(status, info, snap.hosts.get(relay, relay), relay, RELAY_CHECKS,
+                    worst(relay_report.checks) if relay_report else {})
         if relay_report is None:
             continue
         for address, matches in sorted(relay_report.ptr_matches.items()):
@@ -88,15 +86,17 @@ def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
     yield from (status, info, spf, dkim, dmarc, pct, ptr, listed, durations)
 
 
-def _add_status(status: GaugeMetricFamily, info: GaugeMetricFamily, subject: str,
+def _add_status(status: GaugeMetricFamily, info: GaugeMetricFamily, subject: str, relay: str,
                 names: tuple[CheckName, ...], current: dict[CheckName, CheckStatus]) -> None:
     # A check without a result -- not run yet, or not applicable (reverse DNS and blocklists
     # of a private address, blocklists when none are configured) -- has no series: a 0 would
-    # read as a warning or an error that nobody can fix.
+    # read as a warning or an error that nobody can fix. Domain checks carry relay="", which
+    # Prometheus stores as no label at all: their series stay the ones they were before relay
+    # checks gained the label, and every sample of the family has the same label names.
     for name in names:
         now = current.get(name)
         if now is None:
             continue
-        status.add_metric([subject, name.value], 1 if now is CheckStatus.OK else 0)
+        status.add_metric([subject, name.value, relay], 1 if now is CheckStatus.OK else 0)
         for value in CheckStatus:
-            info.add_metric([subject, name.value, value.value], 1 if now is value else 0)
+            info.add_metric([subject, name.value, value.value, relay], 1 if now is value else 0)

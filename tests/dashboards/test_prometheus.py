@@ -179,3 +179,19 @@ def test_location_variable_picks_a_vantage_point(prometheus: str) -> None:
     elsewhere = query(prometheus, _concrete(expr.replace("$location", "us-east"),
                                             "demo-starttls"))
     assert elsewhere == []
+
+
+def test_relay_dns_checks_on_one_host_stay_apart(prometheus: str) -> None:
+    """In Prometheus, the demo's relays on host localhost each have their own ptr series
+    (demo-starttls passes, demo-implicit fails), while domain checks carry no relay label."""
+
+    def ptr() -> dict[str, str]:
+        rows = query(prometheus, 'smtp_dns_check_status{check="ptr", domain="localhost"}')
+        return {r["metric"].get("relay", ""): r["value"][1] for r in rows}
+
+    wait_for(lambda: {"demo-starttls", "demo-implicit"} <= set(ptr()), timeout=30)
+    found = ptr()
+    assert found["demo-starttls"] == "1" and found["demo-implicit"] == "0"
+    domain = query(prometheus, 'smtp_dns_check_status{check="mx", domain="demo.localhost"}')
+    assert len(domain) == 1 and "relay" not in domain[0]["metric"]
+    assert query(prometheus, 'smtp_dns_check_status{check="mx", relay=""}')

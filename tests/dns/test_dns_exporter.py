@@ -40,7 +40,9 @@ async def test_dns_checks_become_metrics(tmp_path: Path, server_loop: ServerLoop
         "blocklists": ["bl.test", "block.test"],
         "relays": [{"name": n, "host": h, "port": 587, "tls": "starttls", "interval": "1h"}
                    for n, h in (("ok", "relay-ok.test"), ("listed", "relay-listed.test"),
-                                ("mismatch", "relay-mismatch.test"))],
+                                ("mismatch", "relay-mismatch.test"))]
+        + [{"name": "mismatch-465", "host": "relay-mismatch.test", "port": 465,
+            "tls": "implicit", "interval": "1h"}],
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -52,9 +54,12 @@ async def test_dns_checks_become_metrics(tmp_path: Path, server_loop: ServerLoop
         base = f"http://127.0.0.1:{app.web.port}"
 
         def complete(text: str) -> bool:
-            return all(value(text, "smtp_dns_check_info", domain=d, check="mx",
-                             status=s) == 1 for d, s in (("good.test", "ok"),
-                                                         ("pnone.test", "error")))
+            domains = all(value(text, "smtp_dns_check_info", domain=d, check="mx",
+                                status=s, relay="") == 1
+                          for d, s in (("good.test", "ok"), ("pnone.test", "error")))
+            return domains and all(
+                value(text, "smtp_dns_ptr_matches", relay=r, address="192.0.2.11") == 0
+                for r in ("mismatch", "mismatch-465"))
 
         text = ""
         deadline = time.monotonic() + 15
@@ -64,7 +69,8 @@ async def test_dns_checks_become_metrics(tmp_path: Path, server_loop: ServerLoop
             await asyncio.sleep(0.2)
             text = (await asyncio.to_thread(http, base + "/metrics"))[1]
         for check in ("mx", "spf", "dkim", "dmarc", "mta_sts", "tls_rpt"):
-            assert value(text, "smtp_dns_check_status", domain="good.test", check=check) == 1
+            assert value(text, "smtp_dns_check_status", domain="good.test", check=check,
+                         relay="") == 1
         assert value(text, "smtp_dns_spf_lookups", domain="good.test") == 3
         size = "smtp_dns_dkim_key_size_bytes"
         assert value(text, size, domain="good.test", selector="s2048") == 256
@@ -73,22 +79,29 @@ async def test_dns_checks_become_metrics(tmp_path: Path, server_loop: ServerLoop
                      subdomain_policy="reject") == 1
         assert value(text, "smtp_dns_dmarc_pct", domain="good.test") == 100
         assert value(text, "smtp_dns_check_info", domain="pnone.test", check="dmarc",
-                     status="warning") == 1
-        assert value(text, "smtp_dns_check_status", domain="pnone.test", check="dmarc") == 0
+                     status="warning", relay="") == 1
+        assert value(text, "smtp_dns_check_status", domain="pnone.test", check="dmarc",
+                     relay="") == 0
         assert value(text, "smtp_dns_check_info", domain="keys.test", check="dkim",
-                     status="error") == 1
+                     status="error", relay="") == 1
         assert value(text, size, domain="keys.test", selector="s512") == 64
         assert value(text, "smtp_dns_ptr_matches", relay="ok", address="192.0.2.10") == 1
         assert value(text, "smtp_dns_ptr_matches", relay="mismatch", address="192.0.2.11") == 0
-        assert value(text, "smtp_dns_check_info", domain="relay-mismatch.test", check="ptr",
-                     status="error") == 1
+        # two relays on one host: each names itself, domain= is the host, relay="" a domain
+        for relay in ("mismatch", "mismatch-465"):
+            assert value(text, "smtp_dns_check_info", domain="relay-mismatch.test",
+                         check="ptr", status="error", relay=relay) == 1
+            assert value(text, "smtp_dns_check_status", domain="relay-mismatch.test",
+                         check="ptr", relay=relay) == 0
+        assert value(text, "smtp_dns_check_status", domain="good.test", check="mx",
+                     relay="") == 1
         assert value(text, "smtp_dnsbl_listed", relay="listed", address="192.0.2.20",
                      zone="bl.test") == 1
         # block.test refuses the query (127.255.255.254): never a listing, but a warning
         assert value(text, "smtp_dnsbl_listed", relay="ok", address="192.0.2.10",
                      zone="block.test") == 0
         assert value(text, "smtp_dns_check_info", domain="relay-ok.test", check="dnsbl",
-                     status="warning") == 1
+                     status="warning", relay="ok") == 1
         assert (value(text, "smtp_dns_check_duration_seconds_count", check="spf") or 0) >= 3
         page = (await asyncio.to_thread(http, base + "/"))[1]
         assert "DMARC p=none only monitors; move to quarantine or reject" in page

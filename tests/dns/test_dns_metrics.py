@@ -40,13 +40,13 @@ def test_checks_without_a_result_have_no_status_series() -> None:
 
     status = _samples(store, "smtp_dns_check_status")
     assert status == {
-        ("address", "mail.example.test"): 1.0,
-        ("mx", "example.test"): 1.0,
-        ("dmarc", "example.test"): 0.0,
+        ("address", "mail.example.test", "relay"): 1.0,
+        ("mx", "example.test", ""): 1.0,
+        ("dmarc", "example.test", ""): 0.0,
     }
     info = _samples(store, "smtp_dns_check_info")
-    assert info[("dmarc", "example.test", "error")] == 1.0
-    assert info[("dmarc", "example.test", "ok")] == 0.0
+    assert info[("dmarc", "example.test", "", "error")] == 1.0
+    assert info[("dmarc", "example.test", "", "ok")] == 0.0
     assert not any(key[0] in ("ptr", "dnsbl") for key in info)
     assert not any("unchecked.test" in key for key in info)
 
@@ -72,9 +72,35 @@ def test_check_labels_are_the_plain_check_names() -> None:
     registry.register(Collector())
     text = generate_latest(registry).decode()
     for name in ("mx", "spf", "dkim", "dmarc", "mta_sts", "tls_rpt"):
-        assert f'smtp_dns_check_status{{check="{name}",domain="example.test"}} 1.0' in text
+        assert (f'smtp_dns_check_status{{check="{name}",domain="example.test",relay=""}} 1.0'
+                in text)
     for name in ("address", "ptr", "dnsbl"):
-        assert f'smtp_dns_check_status{{check="{name}",domain="mail.example.test"}} 1.0' in text
+        assert (f'smtp_dns_check_status{{check="{name}",domain="mail.example.test",'
+                f'relay="relay"}} 1.0' in text)
     for name in CheckName:
         assert f'smtp_dns_check_duration_seconds_count{{check="{name.value}"}} ' in text
     assert "CheckName" not in text
+
+
+def test_relays_sharing_a_host_have_their_own_check_series() -> None:
+    """Two relays on one host (587 and 465) each get their own status and info series,
+    labelled relay= and domain= the host, so a failing check names the relay it concerns."""
+    store = DNSStore()
+    store.configure([], [("submission", "mail.example.test"), ("smtps", "mail.example.test")])
+    for relay, ptr in (("submission", CheckStatus.OK), ("smtps", CheckStatus.ERROR)):
+        store.record(RelayDNSReport(
+            relay=relay, host="mail.example.test", checked_at=0.0,
+            checks=(DNSCheck(relay, CheckName.ADDRESS, CheckStatus.OK, "resolves"),
+                    DNSCheck(relay, CheckName.PTR, ptr, "reverse DNS"))))
+
+    status = _samples(store, "smtp_dns_check_status")
+    assert status == {
+        ("address", "mail.example.test", "smtps"): 1.0,
+        ("ptr", "mail.example.test", "smtps"): 0.0,
+        ("address", "mail.example.test", "submission"): 1.0,
+        ("ptr", "mail.example.test", "submission"): 1.0,
+    }
+    info = _samples(store, "smtp_dns_check_info")
+    assert info[("ptr", "mail.example.test", "smtps", "error")] == 1.0
+    assert info[("ptr", "mail.example.test", "submission", "ok")] == 1.0
+    assert len(info) == 4 * len(CheckStatus)
