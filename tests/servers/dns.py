@@ -9,6 +9,8 @@ truncated answer.
 
 from __future__ import annotations
 
+import socket
+
 import dns.flags
 import dns.message
 import dns.rcode
@@ -62,7 +64,20 @@ class DNSServer:
         self.protocol = FaultyZone(records, servfail, timeout, ttls, default_ttl, negative_ttl,
                                    truncated)
         self._loop = loop
-        self.transport, self.port = loop.run(listen_udp(self.protocol))
+        # The TCP port of the same number is bound but never listens, so a client's retry over
+        # TCP is refused at once, whatever else listens on this machine.
+        for _ in range(20):
+            self.transport, self.port = loop.run(listen_udp(self.protocol))
+            self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self._tcp.bind(("127.0.0.1", self.port))
+            except OSError:
+                self._tcp.close()
+                loop.call(self.transport.close)
+                continue
+            break
+        else:
+            raise RuntimeError("no UDP port whose TCP twin is free")
 
     @property
     def queries(self) -> list[str]:
@@ -72,3 +87,4 @@ class DNSServer:
     def close(self) -> None:
         """Stop answering (the socket closes in the server loop)."""
         self._loop.call(self.transport.close)
+        self._tcp.close()
