@@ -155,3 +155,14 @@ def test_matching_a_failure_costs_microseconds() -> None:
     per_failure = (time.perf_counter() - start) / runs
     assert found.cause == ""
     assert per_failure < 0.001
+
+
+def test_the_wheel_ships_the_table() -> None:
+    """pyproject's package data names known_replies.yaml, so an installed exporter loads it."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent.parent
+    with (root / "pyproject.toml").open("rb") as f:
+        data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["exporter"]
+    assert "diagnosis/known_replies.yaml" in data
+    assert (root / "exporter" / "diagnosis" / "known_replies.yaml").is_file()
