@@ -94,7 +94,7 @@ async def test_metrics_after_real_probes(
     assert failing == [("smtp_probe_last_failure_info", frozenset({
         ("relay", "bad"), ("reason", "auth_failed"), ("phase", "auth"),
         ("hint", "credentials refused: check username and password (app password or API key, "
-                 "no trailing space)")}))]
+                 "no trailing space)"), ("cause", "")}))]
     for phase in ("resolve", "connect", "greeting", "ehlo", "tls", "auth", "quit"):
         assert (value(text, "smtp_probe_phase_duration_seconds_count", relay="good",
                       phase=phase) or 0) >= 2

@@ -215,8 +215,8 @@ class CanaryManager:
             log.warning("canary send failed", extra={
                 "relay": relay.name, "reason": result.reason.value if result.reason else None,
                 "phase": result.failed_phase.value if result.failed_phase else None,
-                "hint": result.hint, "detail": result.detail, "reply": result.reply,
-                "uncertain": result.uncertain})
+                "hint": result.hint, "cause": result.cause, "detail": result.detail,
+                "reply": result.reply, "uncertain": result.uncertain})
         return result
 
     # -- arrivals, losses ----------------------------------------------------------------------

@@ -14,8 +14,12 @@ from prometheus_client.metrics_core import (
 from exporter.canary.store import AUTH_METHODS, AUTH_RESULTS, CanarySnapshot
 from exporter.histogram import PHASE_BUCKETS, Histogram
 from exporter.model import Phase, Reason
+from exporter.peertext import clean
 
 __all__ = ["canary_families"]
+
+# The longest hint label, as for smtp_probe_last_failure_info.
+MAX_HINT_LABEL = 300
 
 RM = ["relay", "mailbox"]
 
@@ -41,6 +45,10 @@ def _sender_families(snap: CanarySnapshot) -> Iterator[Metric]:
     phases = HistogramMetricFamily("smtp_canary_send_phase_duration_seconds",
                                    "Duration of each SMTP phase of canary sends.",
                                    labels=["relay", "phase"])
+    failing = GaugeMetricFamily(
+        "smtp_canary_send_last_failure_info",
+        "1 for the reason of the last canary send while it failed, with its hint and cause.",
+        labels=["relay", "reason", "phase", "hint", "cause"])
     last_send = GaugeMetricFamily("smtp_canary_last_send_timestamp_seconds",
                                   "Unix time the last canary send started; 0 before the first.",
                                   labels=["relay"])
@@ -54,7 +62,12 @@ def _sender_families(snap: CanarySnapshot) -> Iterator[Metric]:
             hist = view.phases.get(phase, empty)
             phases.add_metric([name, phase.value], hist.cumulative(), hist.total)
         last_send.add_metric([name], view.last.started_at if view.last else 0)
-    yield from (sent, uncertain, failures, phases, last_send)
+        last = view.last
+        if last is not None and last.reason is not None:
+            failing.add_metric([name, last.reason.value, last.failed_phase or "",
+                                clean(last.hint or "", limit=MAX_HINT_LABEL), last.cause or ""],
+                               1)
+    yield from (sent, uncertain, failures, failing, phases, last_send)
 
 
 def _pair_families(snap: CanarySnapshot) -> Iterator[Metric]:

@@ -26,6 +26,7 @@ class CanarySent:
     phases: dict[Phase, float] = field(default_factory=dict)
     reason: Reason | None = None
     hint: str | None = None
+    cause: str | None = None  # known cause id of the failure (known_replies.yaml), "" if none
     detail: str | None = None
     reply: str | None = None
     failed_phase: Phase | None = None

@@ -53,6 +53,7 @@ async def send_canary(
         phases=run.phases,
         reason=run.reason,
         hint=run.hint,
+        cause=run.cause,
         detail=run.detail,
         reply=run.reply,
         failed_phase=run.failed_phase,

@@ -20,6 +20,7 @@ from exporter.config.model import (
     Problem,
     RelayConfig,
 )
+from exporter.config.presets import lookup_preset, preset_names
 from exporter.config.secret import REDACTED, Secret
 from exporter.config.values import parse_duration
 from exporter.config.webconfig import RateLimit, WebConfig, load_web_config, watched_files
@@ -51,8 +52,10 @@ __all__ = [
     "environ_with",
     "load_config",
     "load_web_config",
+    "lookup_preset",
     "parse_config",
     "parse_duration",
+    "preset_names",
     "read_env_file",
     "watched_files",
 ]

@@ -51,7 +51,7 @@ def relay_families(snap: Snapshot) -> Iterator[Metric]:
     failing = GaugeMetricFamily(
         "smtp_probe_last_failure_info",
         "1 for the reason of the current failure while the relay is failing, with its hint.",
-        labels=["relay", "reason", "phase", "hint"],
+        labels=["relay", "reason", "phase", "hint", "cause"],
     )
     phases = HistogramMetricFamily(
         "smtp_probe_phase_duration_seconds",
@@ -101,7 +101,7 @@ def relay_families(snap: Snapshot) -> Iterator[Metric]:
         if last is not None and last.reason is not None:
             failing.add_metric(
                 [name, last.reason.value, (last.failed_phase or ""),
-                 clean(last.hint or "", limit=MAX_HINT_LABEL)],
+                 clean(last.hint or "", limit=MAX_HINT_LABEL), last.cause or ""],
                 1,
             )
         for phase in Phase:

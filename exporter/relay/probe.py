@@ -43,12 +43,12 @@ async def _rcpt_check(session: SMTPSession, relay: RelayConfig) -> None:
 def _result(relay: RelayConfig, run: Attempt, *, started_at: float) -> RelayResult:
     """The relay's result: a negative check (``expect``) succeeds on the failure it expects."""
     observed = run.reason
-    reason, hint, detail = observed, run.hint, run.detail
+    reason, hint, detail, cause = observed, run.hint, run.detail, run.cause
     if relay.expect is not None:
         if observed is relay.expect:
-            reason, hint = None, f"expected failure seen: {relay.expect.value}"
+            reason, hint, cause = None, f"expected failure seen: {relay.expect.value}", None
         elif observed is None:
-            reason = Reason.EXPECTATION_FAILED
+            reason, cause = Reason.EXPECTATION_FAILED, ""
             hint = HINTS[reason]
             detail = f"expected {relay.expect.value}, but the probe succeeded"
         else:
@@ -61,6 +61,7 @@ def _result(relay: RelayConfig, run: Attempt, *, started_at: float) -> RelayResu
         phases=run.phases,
         reason=reason,
         hint=hint,
+        cause=cause,
         detail=detail,
         reply=run.reply,
         failed_phase=run.failed_phase,

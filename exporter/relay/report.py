@@ -36,6 +36,7 @@ def result_to_dict(result: RelayResult, *, transcript: bool = True) -> dict[str,
         "success": result.success,
         "reason": result.reason.value if result.reason else None,
         "hint": result.hint,
+        "cause": result.cause,
         "detail": result.detail,
         "reply": result.reply,
         "failed_phase": result.failed_phase.value if result.failed_phase else None,
@@ -114,7 +115,8 @@ def format_table(results: Sequence[RelayResult], *, transcript: bool = False) ->
         lines.append(f"{visible(r.relay)}: {status_word(r)}"
                      + (f" {r.reason.value}" if r.reason else ""))
         for label, value in (("phase", r.failed_phase and r.failed_phase.value),
-                             ("hint", r.hint), ("detail", r.detail), ("reply", r.reply)):
+                             ("hint", r.hint), ("cause", r.cause),
+                             ("detail", r.detail), ("reply", r.reply)):
             if value:
                 lines.append(f"  {label}: {visible(value)}")
         if transcript or not r.success:

@@ -141,6 +141,7 @@ def _log_result(result: RelayResult, previous: RelayResult | None) -> None:
         reason=result.reason.value if result.reason else None,
         phase=result.failed_phase.value if result.failed_phase else None,
         hint=result.hint,
+        cause=result.cause,
         detail=result.detail,
         reply=result.reply,
     )

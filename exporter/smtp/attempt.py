@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from exporter.config import AuthMechanism, RelayConfig
-from exporter.model import HINTS, Phase, Reason, TLSInfo, TranscriptLine
+from exporter.diagnosis import Diagnosis, diagnose
+from exporter.model import Phase, Reason, TLSInfo, TranscriptLine
 from exporter.smtp.auth import authenticate
 from exporter.smtp.errors import ProbeError
 from exporter.smtp.oauth2 import TokenSource
@@ -35,6 +36,7 @@ class Attempt:
     transcript: tuple[TranscriptLine, ...]
     last_reply: str | None
     handed_over: bool  # the message was on the wire: a later failure leaves delivery uncertain
+    diagnosis: Diagnosis | None = None  # the failure's cause and hint (diagnosis/known_replies)
 
     @property
     def reason(self) -> Reason | None:
@@ -42,7 +44,12 @@ class Attempt:
 
     @property
     def hint(self) -> str | None:
-        return (self.failure.hint or HINTS[self.failure.reason]) if self.failure else None
+        return self.diagnosis.hint if self.diagnosis else None
+
+    @property
+    def cause(self) -> str | None:
+        """The known cause id of the failure, "" when its reply is not a known one."""
+        return self.diagnosis.cause if self.diagnosis else None
 
     @property
     def detail(self) -> str | None:
@@ -93,6 +100,10 @@ async def attempt(
         )
     finally:
         session.close()
+    diagnosis = None
+    if failure is not None:
+        diagnosis = diagnose(failure.reason, failure.phase, failure.reply, preset=relay.preset,
+                             hint=failure.hint)
     return Attempt(
         failure=failure,
         duration=time.perf_counter() - session.t0,
@@ -102,4 +113,5 @@ async def attempt(
         transcript=tuple(session.transcript),
         last_reply=session.last_reply,
         handed_over=session.handed_over,
+        diagnosis=diagnosis,
     )
