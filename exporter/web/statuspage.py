@@ -62,13 +62,16 @@ def _relay_row(name: str, view: RelayView, now: float) -> str:
     i = view.info
     where = f"{i.host}:{i.port} {i.tls}" + (f" (preset {i.preset})" if i.preset else "")
     reason = last.reason.value if last and last.reason else ""
+    cause = last.cause if last and last.reason else ""
     hint = last.hint if last and last.reason else ""
     ago = f"{now - last.started_at:.0f}s ago" if last else ""
     verify = "" if i.tls_verify or i.tls == "none" else ' <b class="fail">tls_verify off</b>'
     return (
         f"<tr><td><b>{escape(name)}</b><br><small>{escape(where)}</small>{verify}"
         f"<br>{phase_chart(view.recent)}</td>"
-        f"{_status_cell(view)}<td>{escape(reason)}</td><td>{escape(hint or '')}"
+        f"{_status_cell(view)}<td>{escape(reason)}"
+        f"{'<br><small>' + escape(cause) + '</small>' if cause else ''}</td>"
+        f"<td>{escape(hint or '')}"
         f"{'<br><small>' + escape(last.reply or '') + '</small>' if last and last.reason else ''}"
         f"</td>{_phase_cells(last)}{_tls_cell(view, now)}<td>{escape(ago)}<br>"
         f"<small>{view.probes} probes, {sum(view.failures.values())} failed</small></td></tr>"
@@ -98,6 +101,7 @@ def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
         send_cell = "" if send is None else (
             '<span class="ok">sent</span>' if send.success else
             f'<span class="fail">{escape(send.reason.value if send.reason else "")}</span>'
+            f"{'<br><small>' + escape(send.cause) + '</small>' if send.cause else ''}"
             f"<br><small>{escape(send.hint or '')}<br>{escape(send.reply or '')}</small>")
         last = pair.last
         if last is None:
@@ -201,7 +205,7 @@ def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
 {reload}{warnings}
 <h2>Relays</h2>
 <p><small>Bars: the last probes' phases, {phase_legend()}; a red foot marks a failure.</small></p>
-<table><tr><th>relay</th><th>result</th><th>reason</th><th>hint / reply</th>{phase_heads}
+<table><tr><th>relay</th><th>result</th><th>reason / cause</th><th>hint / reply</th>{phase_heads}
 <th>TLS</th><th>last probe</th></tr>
 {rows}</table>
 {_canary_section(canaries, now)}

@@ -3,6 +3,7 @@ metrics of probes and canary sends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from exporter.app import App
 from exporter.diagnosis.known import ENTRIES
 from tests.conftest import ENV, auth, write_config
 from tests.diagnosis.test_known_replies import replaying
-from tests.helpers import metrics_until, samples
+from tests.helpers import http, metrics_until, samples
 from tests.servers.loop import ServerLoop
 from tests.servers.scripted import refused_port, start_scripted
 from tests.test_cli import run_cli
@@ -42,7 +43,7 @@ async def test_failure_info_metrics_carry_the_cause(
     tmp_path: Path, server_loop: ServerLoop
 ) -> None:
     """A canary refused after DATA by SendGrid, and a probe refused at RCPT, both show their
-    cause label on their failure-info series."""
+    cause label on their failure-info series, and their cause on the status page."""
     port = start_scripted(server_loop, replaying("data", SENDGRID))
     rcpt = start_scripted(server_loop, replaying("rcpt", ["554 5.7.1 <x@example.test>: "
                                                           "Relay access denied"]))
@@ -84,5 +85,8 @@ async def test_failure_info_metrics_carry_the_cause(
                  if k[0] == "smtp_probe_last_failure_info"}
         assert probe["open"]["cause"] == "relay_access_denied"
         assert probe["open"]["phase"] == "rcpt"
+        page = (await asyncio.to_thread(http, f"http://127.0.0.1:{app.web.port}/"))[1]
+        assert "<small>relay_access_denied</small>" in page
+        assert "<small>sendgrid_sender_not_verified</small>" in page
     finally:
         await app.stop()

@@ -110,11 +110,11 @@ async def test_a_credential_failure_shows_the_presets_note_first(
 ) -> None:
     """auth_failed through a preset starts with the preset's note, then the generic hint."""
     port = start_scripted(server_loop, replaying("auth", ["535 5.7.8 Error: nope"]))
-    result = await probe_relay(make_relay(preset="resend", host="127.0.0.1", port=port,
+    result = await probe_relay(make_relay(preset="socketlabs", host="127.0.0.1", port=port,
                                           tls="none", auth=auth("plain"),
                                           allow_plaintext_auth=True))
     assert result.cause == ""
-    assert result.hint == (f'resend: username is "resend", the password an API key; '
+    assert result.hint == (f"socketlabs: SMTP credentials from the server's settings; "
                            f"{HINTS[Reason.AUTH_FAILED]}")
 
 
