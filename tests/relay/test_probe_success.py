@@ -148,7 +148,9 @@ async def test_a_busy_event_loop_does_not_stretch_the_phases(server_loop: Server
     assert result.success, result
     assert result.duration >= 0.3
     assert result.phases[Phase.CONNECT] < 0.05
-    assert 0.1 <= result.phases[Phase.GREETING] < 0.2
+    # The relay waits 0.1 s; the reply's kernel stamp is converted from the wall clock to the
+    # probe's clock, which can land it up to a few milliseconds early on a busy machine.
+    assert 0.095 <= result.phases[Phase.GREETING] < 0.2
     assert result.phases[Phase.EHLO] < 0.05
 
 
