@@ -22,6 +22,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from exporter.config import writable_by_others
+
 __all__ = ["CanaryRecord", "CanaryState"]
 
 log = logging.getLogger(__name__)
@@ -242,7 +244,7 @@ def _untrusted(st: os.stat_result) -> str | None:
     uid = os.geteuid()
     if st.st_uid != uid:
         return f"is owned by uid {st.st_uid}, not by this user (uid {uid})"
-    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != os.getegid()):
+    if writable_by_others(st):
         return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
     return None
 

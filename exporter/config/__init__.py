@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from exporter.config.dnschecks import check_domains
 from exporter.config.envfile import EnvFile, EnvFileError, environ_with, read_env_file
-from exporter.config.loader import LOCATION_ENV, check_location, load_config, parse_config
+from exporter.config.loader import (
+    LOCATION_ENV,
+    check_location,
+    load_config,
+    parse_config,
+    writable_by_others,
+)
 from exporter.config.model import (
     AuthConfig,
     AuthMechanism,
@@ -58,4 +64,5 @@ __all__ = [
     "preset_names",
     "read_env_file",
     "watched_files",
+    "writable_by_others",
 ]

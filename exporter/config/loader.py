@@ -28,7 +28,13 @@ from exporter.config.values import (
 )
 from exporter.config.yaml_text import read_yaml
 
-__all__ = ["LOCATION_ENV", "check_location", "load_config", "parse_config"]
+__all__ = [
+    "LOCATION_ENV",
+    "check_location",
+    "load_config",
+    "parse_config",
+    "writable_by_others",
+]
 
 _TOP_KEYS = (
     "blocklists",
@@ -210,6 +216,15 @@ def _state_dir(root: Mapping[str, object], context: Context, problems: Problems)
     return from_systemd or os.path.join(home, *_STATE_HOME)
 
 
+def writable_by_others(st: os.stat_result) -> bool:
+    """Whether anyone but this user may write the file or directory: others, or a group other
+    than this user's own (Kubernetes' fsGroup leaves a volume writable by the pod's own group,
+    which is allowed)."""
+    if st.st_mode & stat.S_IWOTH:
+        return True
+    return bool(st.st_mode & stat.S_IWGRP) and st.st_gid != os.getegid()
+
+
 def _safe_state_dir(path: str, problems: Problems) -> str:
     """A state directory others may write to is refused (they could plant canary state),
     unless it is sticky and this user's; writable by this user's own group (Kubernetes'
@@ -218,12 +233,10 @@ def _safe_state_dir(path: str, problems: Problems) -> str:
         st = os.stat(path)
     except OSError:
         return path
-    if not stat.S_ISDIR(st.st_mode) or not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if not stat.S_ISDIR(st.st_mode) or not writable_by_others(st):
         return path
     if st.st_mode & stat.S_ISVTX and st.st_uid == os.geteuid():
         return path
-    if not st.st_mode & stat.S_IWOTH and st.st_gid == os.getegid():
-        return path  # writable by this user's own group only, as Kubernetes' fsGroup makes it
     who = "others" if st.st_mode & stat.S_IWOTH else "its group"
     problems.error("state_dir", f"{path} is writable by {who} (mode "
                    f"{stat.S_IMODE(st.st_mode):04o}), who could plant canary state in it; run "
