@@ -107,14 +107,11 @@ CANARY_USERS = {"canary": "canary-imap-pass", "other": "other-imap-pass"}
 def dovecot(tmp_path: Path, ca: trustme.CA) -> Iterator[Any]:
     """A real Dovecot on 127.0.0.1 with users canary and other; skipped without Dovecot
     (a laptop), an error in CI."""
-    import os
-
+    from tests.tools import unavailable
     from testservers.dovecot import dovecot_available, start_dovecot
 
     if not dovecot_available():
-        if os.environ.get("CI"):
-            pytest.fail("Dovecot is missing in CI: .ci/run installs it")
-        pytest.skip("Dovecot not installed (testservers/install-dovecot.sh), or not root")
+        unavailable("Dovecot not installed (testservers/install-dovecot.sh), or not root")
     server = start_dovecot(tmp_path / "dovecot", users=CANARY_USERS, ca=ca)
     yield server
     server.stop()

@@ -25,6 +25,7 @@ from tests.e2e.bed import (
     write_config,
 )
 from tests.servers.tokens import TokenEndpoint, serve_tokens, token_reply
+from tests.tools import unavailable
 
 WRONG_PASSWORD = "not-the-password"
 
@@ -56,9 +57,7 @@ def bed() -> Iterator[Bed]:
     elif os.geteuid() != 0:
         problem = "the mail test bed needs root (its daemons drop to their own users)"
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}; in CI the e2e tests must run, not skip")
-        pytest.skip(problem)
+        unavailable(problem)
     started = start_bed()
     print(f"\nmail test bed started in {started.start_seconds:.1f} s")
     try:

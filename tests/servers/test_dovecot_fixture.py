@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import imaplib
-import os
 import socket
 import ssl
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.tools import unavailable
 from testservers.dovecot import Dovecot, dovecot_available, start_dovecot
 
 USER = "canary@example.test"
@@ -26,10 +26,7 @@ USERS = {USER: PASSWORD, "other@example.test": "other-pass"}
 def _needs_dovecot() -> None:
     if dovecot_available():
         return
-    if os.environ.get("CI"):
-        pytest.fail("CI is set but Dovecot is missing (run testservers/install-dovecot.sh)"
-                    " or the tests are not running as root")
-    pytest.skip("needs Dovecot (testservers/install-dovecot.sh installs it) and root")
+    unavailable("needs Dovecot (testservers/install-dovecot.sh installs it) and root")
 
 
 @pytest.fixture
