@@ -82,6 +82,10 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for(lambda: len(query(base, "smtp_canary_received_total > 0")) >= 2, timeout=60)
         wait_for(lambda: len(query(base, 'smtp_dns_check_info{status="ok"} == 1')) > 0,
                  timeout=30)
+        # Relay DNS checks (ptr, dnsbl) start at a random point of their first 10 s and may
+        # come after the first canaries: wait for the blocklist series of the demo's two
+        # relays that name egress addresses (demo-starttls, demo-implicit).
+        wait_for(lambda: len(query(base, "smtp_dnsbl_listed")) >= 2, timeout=45)
         time.sleep(3)  # a few more scrapes, so rates over the window have two points
         yield base
     finally:
