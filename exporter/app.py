@@ -15,7 +15,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.canary import CanaryManager, CanaryStore
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import ONE_SHARD, Config, ConfigError, Shard, config_for_shard, load_config
 from exporter.dns import DNSManager, DNSStore
 from exporter.metrics import ExporterCollector
 from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler
@@ -59,9 +59,11 @@ class App:
         location: str = "",
         web_config: str | None = None,
         clock: Clock = LOOP_CLOCK,
+        shard: Shard = ONE_SHARD,
     ) -> None:
         self.config_path = config_path
         self.location = location
+        self.shard = shard
         self.web_config = web_config
         self.listen = listen
         self.environ = environ
@@ -84,7 +86,9 @@ class App:
 
     def _load(self) -> Config:
         config = load_config(self.config_path, environ=self.environ)
-        return replace(config, location=self.location) if self.location else config
+        if self.location:
+            config = replace(config, location=self.location)
+        return config_for_shard(config, self.shard)
 
     def _adopt(self, config: Config) -> None:
         self.store.configure(
@@ -93,6 +97,7 @@ class App:
             source=os.path.abspath(self.config_path),
             instance=config.instance,
             location=config.location,
+            shard=config.shard,
         )
         self.scheduler.apply(config)
         self.canaries.apply(config)
@@ -131,7 +136,9 @@ class App:
             "exporter started",
             extra={"listen": f"{self.listen[0] or '*'}:{self.web.port}",
                    "relays": len(self.config.relays), "instance": self.config.instance,
-                   "location": self.config.location or "-", "scheme": self.web.scheme,
+                   "location": self.config.location or "-",
+                   "shard": self.shard.index, "total_shards": self.shard.total,
+                   "scheme": self.web.scheme,
                    "basic_auth": bool(guard.config().users)},
         )
 
@@ -150,7 +157,8 @@ class App:
             self._adopt(config)
             log.info("config reloaded", extra={"relays": len(config.relays)})
             count = len(config.relays)
-            return True, f"config reloaded: {count} relay{'' if count == 1 else 's'}"
+            of_shard = f" ({self.shard})" if self.shard.sharded else ""
+            return True, f"config reloaded: {count} relay{'' if count == 1 else 's'}{of_shard}"
 
     def reload_from_thread(self) -> tuple[bool, str]:
         """For the HTTP thread: run ``reload`` on the event loop and wait for its answer."""

@@ -22,6 +22,7 @@ from exporter.config import (
     EnvFileError,
     Problem,
     RelayConfig,
+    Shard,
     check_location,
     environ_with,
     load_config,
@@ -31,6 +32,7 @@ from exporter.config import (
 from exporter.dns import attach_dns, format_dns, probe_dns
 from exporter.logs import LEVELS, setup_logging
 from exporter.relay import RelayResult, format_table, probe_relay, result_to_dict
+from exporter.sharding import add_shard_flags, format_shard, shard_or_report
 from exporter.smtp import token_source_for
 from exporter.web import parse_listen_address
 
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
                      metavar="HOST:PORT", help=f"where to serve (default: :{DEFAULT_PORT})")
     _add_location(run)
+    add_shard_flags(run)
     _add_web_config(run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
@@ -100,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
                             "and files missing here are notes, not errors")
     _add_web_config(check)
     _add_env_file(check)
+    add_shard_flags(check)
 
     probe = sub.add_parser("probe", help="probe relays once and print the results")
     _add_common(probe)
@@ -159,6 +163,9 @@ def _plural(count: int, noun: str) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    shard = shard_or_report(args)
+    if shard is None:
+        return 2
     usable, env_file = _env_file_or_report(args.env_file)
     if not usable:
         return 1
@@ -184,6 +191,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for note in (*config.notes, *web_notes):
         print(f"note: {note}", file=sys.stderr)
     print(f"{args.config_file}: OK, {_plural(len(config.relays), 'relay')}")
+    if shard.sharded:
+        sys.stdout.write(format_shard(config, shard))
     return 0
 
 
@@ -233,10 +242,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 async def _serve(app_path: str, listen: tuple[str, int], location: str,
-                 web_config: str | None) -> int:
+                 web_config: str | None, shard: Shard) -> int:
     from exporter.app import App
 
-    app = App(app_path, listen=listen, location=location, web_config=web_config)
+    app = App(app_path, listen=listen, location=location, web_config=web_config, shard=shard)
     try:
         await app.start()
     except ConfigError as exc:
@@ -257,10 +266,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     location = _location_or_report(args.location)
-    if location is None:
+    shard = shard_or_report(args)
+    if location is None or shard is None:
         return 2
     try:
-        return asyncio.run(_serve(args.config_file, listen, location, args.web_config))
+        return asyncio.run(_serve(args.config_file, listen, location, args.web_config, shard))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
               "choose another with --web.listen-address", file=sys.stderr)

@@ -61,6 +61,13 @@ def _exporter_families(snap: Snapshot) -> Iterator[Metric]:
         "Unix time of the last successful configuration load or reload.",
         value=snap.reload_ok_at,
     )
+    shard = GaugeMetricFamily(
+        "smtp_exporter_shard_info",
+        "Which shard of the relays this process probes (--shard of --total-shards); always 1.",
+        labels=["shard", "total_shards"],
+    )
+    shard.add_metric([str(snap.shard.index), str(snap.shard.total)], 1)
+    yield shard
     yield GaugeMetricFamily(
         "smtp_exporter_config_warnings",
         "Number of warnings the running configuration raised (see the status page).",

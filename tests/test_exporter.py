@@ -56,7 +56,8 @@ async def get(url: str, **kw: Any) -> tuple[int, str, dict[str, str]]:
 
 
 async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
-    """Before any probe: success 0, every reason's counter 0, every phase histogram empty."""
+    """Before any probe: success 0, every reason's counter 0, every phase histogram empty;
+    an unsharded exporter is shard 0 of 1."""
     _, base = await running({"name": "a", "port": refused_port(), "interval": "1h",
                              "tls": "none"})
     _, text, _ = await get(base + "/metrics")
@@ -68,6 +69,7 @@ async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
                      phase=phase.value) == 0
     assert value(text, "smtp_probe_last_run_timestamp_seconds", relay="a") == 0
     assert value(text, "smtp_exporter_config_last_reload_successful") == 1
+    assert value(text, "smtp_exporter_shard_info", shard="0", total_shards="1") == 1
     assert value(text, "smtp_tls_cert_not_after_timestamp_seconds", relay="a") is None
 
 

@@ -39,7 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": SHARED | {"relay", "canary", "dns"},
     "web": SHARED | {"relay", "canary", "dns"},
     "app": SHARED | {"relay", "canary", "dns", "web", "metrics"},
-    "cli": SHARED | {"app", "logs", "relay", "dns", "smtp", "web", "demo"},
+    "sharding": SHARED,
+    "cli": SHARED | {"app", "logs", "relay", "dns", "smtp", "web", "demo", "sharding"},
     "__main__": {"cli"},
 }
 FEATURES = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}

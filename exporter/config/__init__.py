@@ -28,13 +28,25 @@ from exporter.config.model import (
 )
 from exporter.config.presets import lookup_preset, preset_names
 from exporter.config.secret import REDACTED, Secret
+from exporter.config.shard import (
+    ONE_SHARD,
+    SHARD_ENV,
+    TOTAL_SHARDS_ENV,
+    Shard,
+    ShardError,
+    resolve_shard,
+)
+from exporter.config.sharded import config_for_shard
 from exporter.config.values import parse_duration
 from exporter.config.webconfig import RateLimit, WebConfig, load_web_config, watched_files
 from exporter.model import TLSMode
 
 __all__ = [
     "LOCATION_ENV",
+    "ONE_SHARD",
     "REDACTED",
+    "SHARD_ENV",
+    "TOTAL_SHARDS_ENV",
     "AuthConfig",
     "AuthMechanism",
     "CanaryConfig",
@@ -51,10 +63,13 @@ __all__ = [
     "RateLimit",
     "RelayConfig",
     "Secret",
+    "Shard",
+    "ShardError",
     "TLSMode",
     "WebConfig",
     "check_domains",
     "check_location",
+    "config_for_shard",
     "environ_with",
     "load_config",
     "load_web_config",
@@ -63,6 +78,7 @@ __all__ = [
     "parse_duration",
     "preset_names",
     "read_env_file",
+    "resolve_shard",
     "watched_files",
     "writable_by_others",
 ]

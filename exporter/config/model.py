@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from exporter.config.secret import Secret
+from exporter.config.shard import ONE_SHARD, Shard
 from exporter.model import Reason, TLSMode
 
 __all__ = [
@@ -181,10 +182,12 @@ class Config:
     blocklists: tuple[str, ...] = ()
     location: str = ""
     notes: tuple[Problem, ...] = ()  # what only the machine it runs on can check (offline)
+    shard: Shard = ONE_SHARD  # which shard of the relays this process runs (--shard)
 
     @property
     def canary_instance(self) -> str:
-        """The name canary tokens and the state file carry: the instance, and the location
-        when one is set (``eu-west-1a.frankfurt``), so exporters that share an instance name
-        but probe from different locations never consume each other's canaries."""
-        return f"{self.instance}.{self.location}" if self.location else self.instance
+        """The name canary tokens and the state file carry: the instance, the location when
+        one is set, and the shard when there are several (``prod.eu-west.shard1``), so
+        exporters that share an instance name but probe from different locations, or as
+        different shards, never consume each other's canaries."""
+        return ".".join(p for p in (self.instance, self.location, self.shard.tag) if p)

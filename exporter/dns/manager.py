@@ -66,8 +66,9 @@ class DNSManager:
                                          max_ttl=config.dns.interval)
             self._settings = settings
         ns = config.dns.nameservers
+        # A sending domain is checked by one shard: the one its name hashes to.
         domains = [d for d in check_domains(config.domains, config.relays)
-                   if checkable(d.name, ns)]
+                   if checkable(d.name, ns) and config.shard.owns(d.name)]
         relays = [r for r in config.relays if checkable(r.host, ns)]
         self._store.configure([d.name for d in domains], [(r.name, r.host) for r in relays])
         wanted: dict[tuple[Any, ...], Callable[[], Coroutine[Any, Any, None]]] = {}

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from exporter.config import ONE_SHARD, Shard
 from exporter.histogram import Histogram
 from exporter.model import Phase, Reason, TLSInfo
 from exporter.relay.result import RelayResult
@@ -65,6 +66,7 @@ class Snapshot:
     started_at: float
     instance: str = ""
     location: str = ""
+    shard: Shard = ONE_SHARD
 
 
 class ResultStore:
@@ -79,11 +81,12 @@ class ResultStore:
         self._source = ""
         self._instance = ""
         self._location = ""
+        self._shard = ONE_SHARD
         self._started_at = time.time()
 
     def configure(
         self, infos: Iterable[RelayInfo], *, warnings: Iterable[str], source: str,
-        instance: str = "", location: str = "",
+        instance: str = "", location: str = "", shard: Shard = ONE_SHARD,
     ) -> None:
         """Adopt a new relay set: new relays start at zero, removed ones vanish, kept ones keep
         their counters."""
@@ -97,6 +100,7 @@ class ResultStore:
             self._source = source
             self._instance = instance
             self._location = location
+            self._shard = shard
             self._reload_ok = True
             self._reload_ok_at = time.time()
 
@@ -148,4 +152,5 @@ class ResultStore:
                 started_at=self._started_at,
                 instance=self._instance,
                 location=self._location,
+                shard=self._shard,
             )

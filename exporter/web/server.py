@@ -300,6 +300,9 @@ def _make_handler(
                     result_to_dict(v.last) if v.last else {"relay": name, "success": None}
                     for name, v in sorted(snap.relays.items())
                 ]
+                if snap.shard.sharded:  # each relay says which shard probes it
+                    body = [{**r, "shard": snap.shard.index,
+                             "total_shards": snap.shard.total} for r in body]
                 self._send(200, json.dumps(body, indent=2).encode(), "application/json")
             elif path in ("/", "/index.html"):
                 page = render_status_page(snapshot(), canaries() if canaries else None,

@@ -170,12 +170,14 @@ def _dns_section(dns: DNSSnapshot | None) -> str:
 
 
 def _where(snap: Snapshot) -> str:
-    """Which exporter this is: its instance, and the location it probes from."""
+    """Which exporter this is: its instance, the location it probes from, and its shard."""
     parts = []
     if snap.instance:
         parts.append(f"instance <b>{escape(snap.instance)}</b>")
     if snap.location:
         parts.append(f"location <b>{escape(snap.location)}</b>")
+    if snap.shard.sharded:
+        parts.append(f"shard <b>{snap.shard.index} of {snap.shard.total}</b>")
     return "".join(part + " · " for part in parts)
 
 

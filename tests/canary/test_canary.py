@@ -15,7 +15,8 @@ import yaml
 
 from exporter.app import App
 from exporter.canary.result import CanarySent
-from exporter.config import RelayConfig
+from exporter.config import ONE_SHARD, RelayConfig, Shard
+from exporter.config.shard import shard_of
 from tests.conftest import CANARY_USERS, ENV, auth
 from tests.helpers import eventually, http, metrics_until, value
 from tests.servers.loop import ServerLoop
@@ -77,9 +78,10 @@ async def apps() -> AsyncIterator[list[App]]:
         await app.stop()
 
 
-async def start(apps: list[App], path: Path, *, location: str = "") -> tuple[App, str]:
+async def start(apps: list[App], path: Path, *, location: str = "",
+                shard: Shard = ONE_SHARD) -> tuple[App, str]:
     app = App(str(path), listen=("127.0.0.1", 0), environ={**ENV, **IMAP_ENV},
-              location=location)
+              location=location, shard=shard)
     app.canaries.first_spread = 1e9  # the tests send; the schedule stays out of the way
     await app.start()
     apps.append(app)
@@ -317,3 +319,31 @@ async def test_polling_without_idle(tmp_path: Path, server_loop: ServerLoop,
             apps.remove(running)
             await running.stop()
         server.stop()
+
+
+async def test_two_shards_share_a_mailbox(tmp_path: Path, bed: Bed, apps: list[App]) -> None:
+    """Two shards of one instance run one config; each sends its own relay's canaries into one
+    shared mailbox, receives exactly its own, and counts none of the other's as lost."""
+    names = {shard_of(n, 2): n for n in ("alpha", "beta", "gamma", "delta")}
+    doc = yaml.safe_load(write(tmp_path / "one.yaml", bed, instance="prod",
+                               timeout="2s").read_text())
+    doc["relays"] = [{**doc["relays"][0], "name": names[i]} for i in (0, 1)]
+    path = tmp_path / "shared.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    shards = [await start(apps, path, shard=Shard(i, 2)) for i in (0, 1)]
+    assert [[r.name for r in relay_of_each] for relay_of_each in (
+        app.config.relays if app.config else () for app, _ in shards)] == [[names[0]],
+                                                                            [names[1]]]
+    sent = [await send(shards[0][0]), await send(shards[1][0]), await send(shards[1][0])]
+    assert sent[0].token.startswith("smtpcanary_prod.shard0_")
+    assert sent[1].token.startswith("smtpcanary_prod.shard1_")
+    for i, want in ((0, 1), (1, 2)):
+        await wait_metric(shards[i][1], "smtp_canary_received_total", want, folder="inbox",
+                          relay=names[i], mailbox="box")
+    await asyncio.sleep(2.5)  # past every canary's 2 s timeout
+    for i, want in ((0, 1), (1, 2)):
+        text = await metrics(shards[i][1])
+        assert value(text, "smtp_canary_received_total", folder="inbox", relay=names[i],
+                     mailbox="box") == want
+        assert value(text, "smtp_canary_lost_total", relay=names[i], mailbox="box") == 0
+        assert names[1 - i] not in text
