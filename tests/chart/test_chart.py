@@ -135,7 +135,7 @@ def promtool_check_rules(rule: dict[str, Any], tmp_path: Path) -> str:
 # -- lint and schema ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [None, "all-on.yaml", "two-locations.yaml",
-                                  "existing-secret.yaml"])
+                                  "existing-secret.yaml", "sharded.yaml"])
 def test_helm_lint_strict_passes(helm_cli: Any, name: str | None) -> None:
     """`helm lint --strict` finds nothing with the default values or any tested values file."""
     assert helm_cli.lint(CHART, values_file(name) if name else None, strict=True) == []
@@ -144,15 +144,20 @@ def test_helm_lint_strict_passes(helm_cli: Any, name: str | None) -> None:
 @pytest.mark.parametrize(("name", "message"), [
     ("typo.yaml", "at '/serviceMonitor': additional properties 'enabeld' not allowed"),
     ("wrong-type.yaml", "at '/service/port': got string, want integer"),
+    ({"sharding": {"enabled": True, "shards": 0}}, "at '/sharding/shards': minimum: got 0"),
+    ({"sharding": {"enabled": True, "shard": 3}},
+     "at '/sharding': additional properties 'shard' not allowed"),
 ])
-def test_schema_refuses_typos_and_wrong_types(helm_cli: Any, name: str, message: str) -> None:
+def test_schema_refuses_typos_and_wrong_types(helm_cli: Any, name: str | dict[str, Any],
+                                              message: str) -> None:
     """A misspelt key or a wrong type fails rendering with the path of the culprit."""
     import helm_python
 
+    values = values_file(name) if isinstance(name, str) else name
     with pytest.raises(helm_python.HelmError) as caught:
-        helm_cli.render(CHART, values_file(name))
+        helm_cli.render(CHART, values)
     assert message in str(caught.value)
-    assert helm_cli.lint(CHART, values_file(name), strict=True) != []
+    assert helm_cli.lint(CHART, values, strict=True) != []
 
 
 def test_schema_knows_the_exporters_config_keys() -> None:
@@ -346,6 +351,89 @@ def test_existing_secret_as_files(render: Callable[..., list[dict[str, Any]]],
     assert "checksum/secret" not in deployment["spec"]["template"]["metadata"]["annotations"]
     relay = rendered_config(docs)["relays"][0]
     assert relay["auth"]["password_file"].startswith(mount["mountPath"] + "/")
+
+
+def _shard_env(workload: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in container(workload)["env"]
+            if e["name"].startswith("SMTP_CANARY_") and "SHARD" in e["name"]}
+
+
+def test_sharded_statefulset(render: Callable[..., list[dict[str, Any]]],
+                             operator_schemas: dict[str, Any]) -> None:
+    """sharding renders a StatefulSet of N pods instead of the Deployment, each pod taking
+    its shard from its pod-index label and the total from the values; one headless Service
+    that the ServiceMonitor scrapes every pod through, a claim per shard from
+    volumeClaimTemplates, and a PodDisruptionBudget over the shards."""
+    docs = render(values_file("sharded.yaml"))
+    validate_all(docs, operator_schemas)
+    assert sorted(d["kind"] for d in docs) == [
+        "ConfigMap", "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor",
+        "StatefulSet"]
+    sts = one(docs, "StatefulSet")
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert _shard_env(sts) == {
+        "SMTP_CANARY_SHARD": {"name": "SMTP_CANARY_SHARD", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}},
+        "SMTP_CANARY_TOTAL_SHARDS": {"name": "SMTP_CANARY_TOTAL_SHARDS", "value": "3"},
+    }
+    pod = sts["spec"]["template"]
+    assert "state" not in {v["name"] for v in pod["spec"]["volumes"]}
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "128Mi"
+    assert {"name": "state", "mountPath": "/var/lib/smtp-canary-exporter"} in container(
+        sts)["volumeMounts"]
+    service = one(docs, "Service")
+    assert service["spec"]["clusterIP"] == "None"
+    assert sts["spec"]["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == sts["spec"]["selector"]
+    config = parse_config(yaml.safe_dump(rendered_config(docs)),
+                          environ={"SES_SMTP_PASSWORD": "x"})
+    assert len(config.relays) == 4
+
+
+def test_sharded_in_two_locations(render: Callable[..., list[dict[str, Any]]],
+                                  operator_schemas: dict[str, Any]) -> None:
+    """Shards and locations together: a StatefulSet of N shards per location, each with its
+    own PodDisruptionBudget, its location flag and the shard wiring; without persistence the
+    state stays on an emptyDir."""
+    values = values_file("two-locations.yaml")
+    values["sharding"] = {"enabled": True, "shards": 4, "maxUnavailable": 2}
+    docs = render(values)
+    validate_all(docs, operator_schemas)
+    assert not kinds(docs, "Deployment") and not kinds(docs, "PersistentVolumeClaim")
+    sets = {d["metadata"]["name"]: d for d in kinds(docs, "StatefulSet")}
+    assert sorted(sets) == ["mail-smtp-canary-exporter-eu-west",
+                            "mail-smtp-canary-exporter-us-east"]
+    for location in ("eu-west", "us-east"):
+        sts = sets[f"mail-smtp-canary-exporter-{location}"]
+        assert sts["spec"]["replicas"] == 4
+        assert f"--exporter.location={location}" in container(sts)["args"]
+        assert _shard_env(sts)["SMTP_CANARY_TOTAL_SHARDS"]["value"] == "4"
+        assert {"name": "state", "emptyDir": {}} in sts["spec"]["template"]["spec"]["volumes"]
+        assert "volumeClaimTemplates" not in sts["spec"]
+    budgets = {d["spec"]["selector"]["matchLabels"]["location"]: d["spec"]["maxUnavailable"]
+               for d in kinds(docs, "PodDisruptionBudget")}
+    assert budgets == {"eu-west": 2, "us-east": 2}
+
+
+def test_sharding_refuses_one_claim_for_all_shards(helm_cli: Any) -> None:
+    """An existing claim cannot hold every shard's state: rendering fails saying so."""
+    import helm_python
+
+    values = {"sharding": {"enabled": True}, "persistence": {"enabled": True,
+                                                             "existingClaim": "state"}}
+    with pytest.raises(helm_python.HelmError) as caught:
+        helm_cli.render(CHART, values)
+    assert "persistence.existingClaim: with sharding every shard gets its own claim" in str(
+        caught.value)
 
 
 def test_config_change_rolls_the_pods(render: Callable[..., list[dict[str, Any]]]) -> None:
