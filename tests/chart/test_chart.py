@@ -382,6 +382,7 @@ def test_sharded_statefulset(render: Callable[..., list[dict[str, Any]]],
     claim = sts["spec"]["volumeClaimTemplates"][0]
     assert claim["metadata"]["name"] == "state"
     assert claim["spec"]["resources"]["requests"]["storage"] == "128Mi"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
     assert {"name": "state", "mountPath": "/var/lib/smtp-canary-exporter"} in container(
         sts)["volumeMounts"]
     service = one(docs, "Service")
