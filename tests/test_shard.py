@@ -9,6 +9,7 @@ import pytest
 
 from exporter.config import Shard, ShardError, config_for_shard, resolve_shard
 from exporter.config.shard import shard_of
+from exporter.dns import DNSManager, DNSStore
 from tests.conftest import make_config
 
 NAMES = [f"relay-{i:04d}" for i in range(1000)]
@@ -75,7 +76,7 @@ def test_flags_win_over_the_environment() -> None:
 
 
 def _shard_config() -> Any:
-    canary = {"from": "probe@sender.example", "to": [{"address": "c@example.org",
+    canary = {"from": "probe@sender.example.com", "to": [{"address": "c@example.org",
                                                       "mailbox": "shared"}]}
     relays = [{"name": n, "port": 25, "tls": "none", **({"canary": canary} if c else {})}
               for n, c in (("beta", True), ("alpha", True), ("gamma", False))]
@@ -95,5 +96,23 @@ def test_a_shard_runs_its_relays_their_mailboxes_and_its_domains() -> None:
     assert [sorted(r.name for r in p.relays) for p in parts] == [["beta"], ["alpha", "gamma"]]
     assert [[m.name for m in p.mailboxes] for p in parts] == [["shared", "spare"], ["shared"]]
     domains = [{d.name for d in p.domains} for p in parts]
-    assert domains[0] | domains[1] == {"example.net", "sender.example"}
+    assert domains[0] | domains[1] == {"example.net", "sender.example.com"}
     assert not domains[0] & domains[1]
+
+
+async def test_each_sending_domain_is_checked_by_one_shard() -> None:
+    """A canary's From domain is checked once across the shards, by the shard it hashes to,
+    even when relays on other shards send from it; relay DNS checks go with the relay."""
+    config = _shard_config()
+    checked: list[set[str]] = []
+    for i in range(2):
+        store = DNSStore()
+        manager = DNSManager(store)
+        manager.first_spread = 1e9  # no check needs to run: what is scheduled is the point
+        manager.apply(config_for_shard(config, Shard(i, 2)))
+        snap = store.snapshot()
+        checked.append(set(snap.domains))
+        assert set(snap.relays) == {r.name for r in config_for_shard(config, Shard(i, 2)).relays}
+        await manager.stop()
+    assert checked[0] | checked[1] == {"example.net", "sender.example.com"}
+    assert not checked[0] & checked[1]
