@@ -323,6 +323,39 @@ INVALID: dict[str, list[str]] = {
         "relays[0].canary: a relay with expect must fail, so it cannot deliver canaries; "
         "move canary to a relay without expect"
     ],
+    "modules-not-mapping": [
+        "modules: expected a mapping of module names to relay settings, got a list"
+    ],
+    "module-name": [
+        'modules.my module: "my module" is not a valid module name; use letters, digits, '
+        '"_", "." and "-", starting with a letter or digit'
+    ],
+    "module-endpoint": [
+        "modules.submission.name: a module is named by its key under modules:; remove name",
+        "modules.submission.host: the host comes from /probe's target=HOST:PORT; remove it "
+        "from the module",
+        "modules.submission.port: the port comes from /probe's target=HOST:PORT; remove it "
+        "from the module",
+    ],
+    "module-canary": [
+        "modules.submission.canary: /probe sends no canaries; move canary to a relay under "
+        "relays:"
+    ],
+    "module-secret-env-missing": [
+        "modules.submission.auth.password_env: environment variable NOT_SET_ANYWHERE is not "
+        "set; export it before starting"
+    ],
+    "module-plaintext-auth": [
+        "modules.plain.auth: credentials would cross the network unencrypted; use tls: "
+        "starttls or implicit, or set allow_plaintext_auth: true"
+    ],
+    "module-values": [
+        'modules.submission.preset: unknown preset "sendgird"; did you mean sendgrid?',
+        "modules.submission.auth.password: inline secrets are not allowed; use password_env "
+        "or password_file",
+        'modules.submission.tls: "startls" is not a TLS mode; use starttls, implicit or none',
+        "modules.submission.timeout: timeout 0s must be more than 0s; use e.g. 15s",
+    ],
 }
 
 
