@@ -1494,12 +1494,13 @@ def test_state_dir_from_config_environ_or_home(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key_lists_the_new_keys() -> None:
-    """The top-level keys include instance, mailboxes and state_dir."""
+    """The top-level keys include instance, mailboxes, modules and state_dir."""
     text = "statedir: /x\nrelays: [{name: r, host: smtp.example.com}]"
     assert _problems(text) == ["statedir: unknown key; did you mean state_dir?"]
     assert _problems("zzz: 1\nrelays: [{name: r, host: smtp.example.com}]") == [
         "zzz: unknown key; valid keys are blocklists, defaults, dns, domains, instance, "
-        "mailboxes, max_concurrent_probes, relays, state_dir"
+        "mailboxes, max_concurrent_probes, modules, relays, "
+        "state_dir"
     ]
 
 

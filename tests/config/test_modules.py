@@ -132,3 +132,15 @@ def test_tls_mode_follows_the_targets_port() -> None:
     relay = relay_for_target(sg, "h.example", 587, timeout=4.5)
     assert (relay.host, relay.port, relay.timeout, relay.preset) == ("h.example", 587, 4.5,
                                                                      "sendgrid")
+
+
+def test_config_example_modules_block_loads_uncommented() -> None:
+    """The commented modules: example in config.example.yaml is a valid block once
+    uncommented, so the example cannot rot."""
+    text = (Path(__file__).resolve().parents[2] / "config.example.yaml").read_text()
+    lines = text[text.index("\n# modules:\n") + 1:].splitlines()
+    block = "\n".join(line[2:] for line in lines if line.startswith("# "))
+    config = parse_config(RELAYS + block, offline=True, environ={})
+    assert [m.name for m in config.modules] == ["submission", "sendgrid_key"]
+    assert config.modules[0].timeout == 10.0 and config.modules[1].preset == "sendgrid"
+    assert config.modules[0].auth.mechanism is AuthMechanism.PLAIN
