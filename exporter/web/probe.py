@@ -23,6 +23,7 @@ from exporter.config import (
     RelayConfig,
     find_module,
     parse_target,
+    preset_names,
     relay_for_target,
 )
 from exporter.peertext import clean, visible
@@ -42,6 +43,8 @@ _CREDENTIALS = frozenset({"user", "username", "password", "pass", "passwd", "tok
                           "auth", "authorization", "api_key", "apikey", "key",
                           "client_secret", "refresh_token"})
 RESULTS = ("success", "failure", "bad_request", "busy")
+_LISTED_PRESETS = frozenset(preset_names())
+SES_PRESETS = "ses-<region>"  # the label of every Amazon SES region's preset
 # How long past the probe's budget the HTTP thread waits for the event loop's answer.
 _SLACK = 10.0
 
@@ -130,7 +133,8 @@ def read_request(query: str, header: str | None, config: Config) -> _Request:
 
 class ProbeRequests(Collector):
     """``smtp_exporter_probe_requests_total{module,result}``: modules are the configured
-    ones and presets that were asked for; a refused request counts under module=""."""
+    ones and presets that were asked for (every SES region as one); a refused request counts
+    under module=""."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -160,6 +164,14 @@ class ProbeRequests(Collector):
             for result in RESULTS if module else ("bad_request",):
                 family.add_metric([module, result], counts.get((module, result), 0))
         yield family
+
+
+def _label(config: Config, name: str) -> str:
+    """The module label of a request: configured modules and the listed presets by name, any
+    SES region as "ses-<region>", so no request can make a new series but from the config."""
+    if name in _LISTED_PRESETS or any(m.name == name for m in config.modules):
+        return name
+    return SES_PRESETS
 
 
 class _OneProbe(Collector):
@@ -210,7 +222,7 @@ class ProbeEndpoint:
         except concurrent.futures.TimeoutError:
             future.cancel()
             result = None
-        name = request.module.name
+        name = _label(config, request.module.name)
         if result is None:
             self.requests.count(name, "busy")
             return _text(503, f"no probe slot came free within {relay.timeout:g}s: all "

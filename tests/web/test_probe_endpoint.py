@@ -257,3 +257,20 @@ async def test_bad_module_at_reload_keeps_the_old_modules(
     assert "modules.plain.host: the host comes from /probe's target=HOST:PORT" in body
     status, body, _ = await probe(app, f"target=127.0.0.1:{relay.port}&module=submission")
     assert status == 200 and value(body, "smtp_probe_success") == 1, body
+
+
+async def test_request_counter_series_come_only_from_the_config(exporter: Any) -> None:
+    """smtp_exporter_probe_requests_total has a series per configured module and listed
+    preset; any SES region counts as ses-<region>, so requests cannot grow new series."""
+    app = await exporter()
+    port = refused_port()
+    for module in ("ses-eu-west-1", "ses-zz-nowhere-9", "gmail"):
+        status, body, _ = await probe(app, f"target=127.0.0.1:{port}&module={module}")
+        assert status == 200 and value(body, "smtp_probe_success") == 0, body
+    assert app.web is not None
+    metrics = http(f"http://127.0.0.1:{app.web.port}/metrics")[1]
+    series = {dict(labels)["module"] for name, labels in samples(metrics)
+              if name == "smtp_exporter_probe_requests_total"}
+    assert series == {"submission", "plain", "gmail", "ses-<region>"}
+    assert value(metrics, "smtp_exporter_probe_requests_total", module="ses-<region>",
+                 result="failure") == 2
