@@ -18,9 +18,9 @@ from exporter.canary import CanaryManager, CanaryStore
 from exporter.config import ONE_SHARD, Config, ConfigError, Shard, config_for_shard, load_config
 from exporter.dns import DNSManager, DNSStore
 from exporter.metrics import ExporterCollector
-from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler
+from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler, TargetProber
 from exporter.tasks import LOOP_CLOCK, Clock
-from exporter.web import WebGuard, WebServer
+from exporter.web import ProbeEndpoint, ProbeRequests, WebGuard, WebServer
 
 __all__ = ["App", "relay_infos"]
 
@@ -78,6 +78,10 @@ class App:
         self.canaries = CanaryManager(self.canary_store, clock=clock)
         self.dns_store = DNSStore()
         self.dns = DNSManager(self.dns_store, clock=clock)
+        # /probe: its probes share the schedule's max_concurrent_probes limit.
+        self.targets = (TargetProber(self.scheduler.limiter) if probe is None
+                        else TargetProber(self.scheduler.limiter, probe=probe))
+        self.probe_requests = ProbeRequests()
         self.config: Config | None = None
         self.web: WebServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,12 +125,15 @@ class App:
             canaries=self.canary_store.snapshot,
             dns=self.dns_store.snapshot,
             guard=guard,
+            probe=ProbeEndpoint(config=lambda: self.config, prober=self.targets,
+                                loop=self._loop, requests=self.probe_requests),
         )
         self._adopt(config)
         self.registry.register(
             ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
                               self.dns_store.snapshot)
         )
+        self.registry.register(self.probe_requests)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)

@@ -22,10 +22,12 @@ from exporter.config.model import (
     DNSConfig,
     DomainConfig,
     MailboxConfig,
+    ModuleConfig,
     OAuth2Config,
     Problem,
     RelayConfig,
 )
+from exporter.config.modules import find_module, parse_target, relay_for_target
 from exporter.config.presets import lookup_preset, preset_names
 from exporter.config.secret import REDACTED, Secret
 from exporter.config.shard import (
@@ -58,6 +60,7 @@ __all__ = [
     "EnvFile",
     "EnvFileError",
     "MailboxConfig",
+    "ModuleConfig",
     "OAuth2Config",
     "Problem",
     "RateLimit",
@@ -71,13 +74,16 @@ __all__ = [
     "check_location",
     "config_for_shard",
     "environ_with",
+    "find_module",
     "load_config",
     "load_web_config",
     "lookup_preset",
     "parse_config",
     "parse_duration",
+    "parse_target",
     "preset_names",
     "read_env_file",
+    "relay_for_target",
     "resolve_shard",
     "watched_files",
     "writable_by_others",

@@ -14,11 +14,11 @@ from pathlib import Path
 from exporter.config.dnschecks import parse_blocklists, parse_domains
 from exporter.config.mailboxes import parse_mailboxes, warn_unused_mailboxes
 from exporter.config.model import Config, ConfigError, DNSConfig, Problem
+from exporter.config.modules import default_ehlo_name, parse_modules
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
 from exporter.config.relays import parse_defaults, parse_relays
 from exporter.config.values import (
     describe,
-    is_hostname,
     resolve_file,
     to_int,
     to_long_duration,
@@ -44,6 +44,7 @@ _TOP_KEYS = (
     "instance",
     "mailboxes",
     "max_concurrent_probes",
+    "modules",
     "relays",
     "state_dir",
 )
@@ -79,7 +80,7 @@ def parse_config(
         problems.error(path, "duplicate key; remove one of the two")
     root = {str(key): value for key, value in data.items()}
     check_keys(root, "", _TOP_KEYS, problems)
-    context = Context(_default_ehlo_name(), environ, base_dir, offline)
+    context = Context(default_ehlo_name(), environ, base_dir, offline)
     defaults = parse_defaults(root.get("defaults"), context, problems)
     names: dict[str, str] = {}
     mailboxes = parse_mailboxes(root.get("mailboxes"), context, problems, names)
@@ -95,6 +96,7 @@ def parse_config(
         state_dir=_safe_state_dir(_state_dir(root, context, problems), problems),
         domains=parse_domains(root.get("domains"), problems),
         blocklists=parse_blocklists(root.get("blocklists"), problems),
+        modules=parse_modules(root.get("modules"), context, problems),
     )
     if problems.of("error"):
         raise ConfigError(problems.of("error"))
@@ -122,15 +124,6 @@ def load_config(
         raise ConfigError([Problem(source, message)]) from None
     return parse_config(text, source=source, environ=environ, base_dir=os.path.dirname(source),
                         offline=offline)
-
-
-def _default_ehlo_name() -> str:
-    """This host's name if it is a valid EHLO name, else localhost."""
-    try:
-        name = socket.gethostname()
-    except OSError:
-        return "localhost"
-    return name if name and is_hostname(name) else "localhost"
 
 
 def _parse_dns(value: object, problems: Problems) -> DNSConfig:

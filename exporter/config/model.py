@@ -21,6 +21,7 @@ __all__ = [
     "DNSConfig",
     "DomainConfig",
     "MailboxConfig",
+    "ModuleConfig",
     "OAuth2Config",
     "Problem",
     "RelayConfig",
@@ -149,6 +150,27 @@ class RelayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ModuleConfig:
+    """A relay template for ``/probe``: every relay setting but the name, endpoint and canary,
+    which the request's target supplies (or, for the canary, /probe never sends)."""
+
+    name: str
+    tls: TLSMode | None = None  # None: the preset's mode for the target's port, else by port
+    tls_verify: bool = True
+    ca_file: str | None = None
+    tls_server_name: str | None = None
+    tls_min_version: str = "1.2"
+    ehlo_name: str = "localhost"
+    timeout: float = 15.0
+    auth: AuthConfig = NO_AUTH
+    rcpt_check: str | None = None
+    mail_from: str = ""
+    expect: Reason | None = None
+    allow_plaintext_auth: bool = False
+    preset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DNSConfig:
     """Resolver settings; no nameservers means the system resolver."""
 
@@ -183,6 +205,7 @@ class Config:
     location: str = ""
     notes: tuple[Problem, ...] = ()  # what only the machine it runs on can check (offline)
     shard: Shard = ONE_SHARD  # which shard of the relays this process runs (--shard)
+    modules: tuple[ModuleConfig, ...] = ()  # relay templates for /probe
 
     @property
     def canary_instance(self) -> str:

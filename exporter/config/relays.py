@@ -39,7 +39,8 @@ from exporter.config.values import (
 )
 from exporter.model import TLSMode
 
-__all__ = ["parse_defaults", "parse_relays"]
+__all__ = ["RelaySettings", "default_tls", "parse_defaults", "parse_relays", "read_preset",
+           "read_shared"]
 
 _RELAY_KEYS = tuple(field for field in RelayConfig.__dataclass_fields__)
 _RELAY_ONLY = ("name", "host", "port", "preset", "rcpt_check", "expect", "canary",
@@ -56,7 +57,7 @@ def parse_defaults(value: object, context: Context, problems: Problems) -> dict[
     defaults = as_mapping(value, "defaults", problems, "relay settings")
     check_keys(defaults, "defaults", _DEFAULTS_KEYS, problems, _DEFAULTS_SPECIAL)
     usable = {key: item for key, item in defaults.items() if key in _DEFAULTS_KEYS}
-    _read_shared(Reader(((usable, "defaults"),), problems), context)
+    read_shared(Reader(((usable, "defaults"),), problems), context)
     return usable
 
 
@@ -88,7 +89,7 @@ def parse_relays(
 
 
 @dataclass(frozen=True, slots=True)
-class _Shared:
+class RelaySettings:
     """The relay settings that may also come from the defaults block."""
 
     tls: TLSMode | None
@@ -104,12 +105,12 @@ class _Shared:
     allow_plaintext_auth: bool
 
 
-def _read_shared(reader: Reader, context: Context) -> _Shared:
+def read_shared(reader: Reader, context: Context) -> RelaySettings:
     auth = NO_AUTH
     found = reader.find("auth")
     if found is not None:
         auth = parse_auth(found[0], found[1], context, reader.problems)
-    return _Shared(
+    return RelaySettings(
         tls=reader.get("tls", to_tls_mode, None),
         tls_verify=reader.get("tls_verify", to_bool, True),
         ca_file=reader.get_file(
@@ -143,8 +144,8 @@ def _parse_relay(
     check_keys(raw, path, _RELAY_KEYS, problems)
     reader = Reader(((raw, path), (defaults, "defaults")), problems)
     name = read_name(reader, seen, "relay")
-    preset_name, preset = _read_preset(reader)
-    shared = _read_shared(reader, context)
+    preset_name, preset = read_preset(reader)
+    shared = read_shared(reader, context)
     host, port, tls = _endpoint(reader, shared.tls, preset)
     relay = RelayConfig(
         name=name,
@@ -183,7 +184,7 @@ def _parse_relay(
     return relay
 
 
-def _read_preset(reader: Reader) -> tuple[str | None, Preset | None]:
+def read_preset(reader: Reader) -> tuple[str | None, Preset | None]:
     name = reader.get("preset", to_str, None)
     if name is None:
         return None, None
@@ -213,10 +214,14 @@ def _endpoint(
     if port is None:
         port = preset.port_for(tls or preset.tls) if preset else None
         port = port or _PORT_FOR_MODE[tls or TLSMode.STARTTLS]
-    if tls is None:
-        known = preset.tls_for(port) if preset else None
-        tls = known or (TLSMode.IMPLICIT if port in _IMPLICIT_PORTS else TLSMode.STARTTLS)
-    return host or "", port, tls
+    return host or "", port, tls or default_tls(port, preset)
+
+
+def default_tls(port: int, preset: Preset | None) -> TLSMode:
+    """The TLS mode when none is set: the preset's for the port, else implicit on 465 and
+    2465 and STARTTLS on every other port."""
+    known = preset.tls_for(port) if preset else None
+    return known or (TLSMode.IMPLICIT if port in _IMPLICIT_PORTS else TLSMode.STARTTLS)
 
 
 def _check_ports(relay: RelayConfig, reader: Reader) -> None:
@@ -240,7 +245,7 @@ def _check_plaintext(relay: RelayConfig, reader: Reader) -> None:
         )
 
 
-def _check_timing(shared: _Shared, reader: Reader) -> None:
+def _check_timing(shared: RelaySettings, reader: Reader) -> None:
     """The timeout must end before the next run starts (skipped when either is invalid)."""
     interval = 60.0 if shared.interval is None else shared.interval
     timeout = 15.0 if shared.timeout is None else shared.timeout

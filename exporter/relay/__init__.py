@@ -3,7 +3,8 @@ reports of the probe command."""
 
 from __future__ import annotations
 
-from exporter.relay.metrics import relay_families
+from exporter.relay.metrics import probe_families, relay_families
+from exporter.relay.multitarget import TargetProber
 from exporter.relay.probe import probe_relay
 from exporter.relay.report import format_table, iso_time, result_to_dict, status_word
 from exporter.relay.result import RelayResult
@@ -18,8 +19,10 @@ __all__ = [
     "ResultStore",
     "Scheduler",
     "Snapshot",
+    "TargetProber",
     "format_table",
     "iso_time",
+    "probe_families",
     "probe_relay",
     "relay_families",
     "result_to_dict",

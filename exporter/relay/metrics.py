@@ -14,9 +14,10 @@ from prometheus_client.metrics_core import (
 from exporter.histogram import Histogram
 from exporter.model import Phase, Reason
 from exporter.peertext import clean
+from exporter.relay.result import RelayResult
 from exporter.relay.store import Snapshot
 
-__all__ = ["relay_families"]
+__all__ = ["probe_families", "relay_families"]
 
 # The longest hint label: the product's own sentences are shorter; nothing a server says can
 # make a label longer (or invalid UTF-8, which would fail every scrape).
@@ -120,3 +121,42 @@ def relay_families(snap: Snapshot) -> Iterator[Metric]:
     yield from (info, success, duration, last_run, probes, failures, failing, phases)
     yield from (not_after, tls_info, verified, token_expiry, token_failures)
 
+
+
+def probe_families(result: RelayResult, *, timeout: float) -> Iterator[Metric]:
+    """The families of one /probe answer: this probe only, no relay label (Prometheus adds
+    the target as ``instance``); TLS facts under the names /metrics uses."""
+    yield GaugeMetricFamily("smtp_probe_success",
+                            "1 if this probe succeeded (or saw its expected failure).",
+                            value=1 if result.success else 0)
+    yield GaugeMetricFamily("smtp_probe_duration_seconds", "Duration of this probe.",
+                            value=result.duration)
+    yield GaugeMetricFamily("smtp_probe_timeout_seconds",
+                            "The time this probe was given: the module's timeout, or less to "
+                            "end within the scrape timeout.", value=timeout)
+    phases = GaugeMetricFamily("smtp_probe_phase_duration_seconds",
+                               "Duration of each SMTP phase of this probe; 0 for a phase it "
+                               "did not reach.", labels=["phase"])
+    for phase in Phase:
+        phases.add_metric([phase.value], result.phases.get(phase, 0.0))
+    yield phases
+    failure = GaugeMetricFamily("smtp_probe_failure_info",
+                                "1 for the reason and phase of this probe's failure.",
+                                labels=["reason", "phase"])
+    if result.reason is not None:
+        failure.add_metric([result.reason.value, result.failed_phase or ""], 1)
+    yield failure
+    tls = result.tls
+    if tls is None:
+        return
+    if tls.not_after is not None:
+        yield GaugeMetricFamily("smtp_tls_cert_not_after_timestamp_seconds",
+                                "Unix time the target's certificate expires.",
+                                value=tls.not_after)
+    info = GaugeMetricFamily("smtp_tls_info", "TLS version and cipher of this probe; always 1.",
+                             labels=["version", "cipher"])
+    info.add_metric([tls.version, tls.cipher], 1)
+    yield info
+    yield GaugeMetricFamily("smtp_tls_cert_verified",
+                            "1 if the certificate was verified (chain and host name).",
+                            value=1 if tls.verified else 0)

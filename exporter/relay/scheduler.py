@@ -60,6 +60,11 @@ class Scheduler:
         self._first_spread = FIRST_SPREAD
 
     @property
+    def limiter(self) -> Limiter:
+        """The max_concurrent_probes limit, which /probe's probes share with the schedule."""
+        return self._limiter
+
+    @property
     def relays(self) -> list[str]:
         return sorted(self._jobs)
 

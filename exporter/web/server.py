@@ -1,4 +1,5 @@
-"""HTTP endpoints: /metrics, /-/healthy, /-/ready, /-/reload, /status.json and the status page."""
+"""HTTP endpoints: /metrics, /probe, /-/healthy, /-/ready, /-/reload, /status.json and the
+status page."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from exporter.dns import DNSSnapshot
 from exporter.peertext import clean
 from exporter.relay import Snapshot, result_to_dict
 from exporter.web.guard import WebGuard, cross_site
+from exporter.web.probe import HEADER, ProbeEndpoint
 from exporter.web.statuspage import render_status_page
 
 __all__ = ["WebServer", "parse_listen_address"]
@@ -122,10 +124,12 @@ class WebServer:
         canaries: Callable[[], CanarySnapshot] | None = None,
         dns: Callable[[], DNSSnapshot] | None = None,
         guard: WebGuard | None = None,
+        probe: ProbeEndpoint | None = None,
     ) -> None:
         host, port = address
         self.guard = guard or WebGuard(None)
-        handler = _make_handler(registry, snapshot, reload, ready, canaries, dns, self.guard)
+        handler = _make_handler(registry, snapshot, reload, ready, canaries, dns, self.guard,
+                                probe)
         self._httpd = _server_for(host, port, handler)
         self._httpd.guard = self.guard
         self._thread = threading.Thread(
@@ -156,6 +160,7 @@ def _make_handler(
     canaries: Callable[[], CanarySnapshot] | None,
     dns: Callable[[], DNSSnapshot] | None,
     guard: WebGuard,
+    probe: ProbeEndpoint | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "smtp-canary-exporter"
@@ -284,9 +289,13 @@ def _make_handler(
         def _get(self) -> None:
             if not self._admitted():
                 return
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/metrics":
                 self._metrics()
+            elif path == "/probe" and probe is not None:
+                answer = probe.answer(query, self.headers.get(HEADER),
+                                      self.headers.get("Accept", ""))
+                self._send(answer.status, answer.body, answer.content_type)
             elif path == "/-/healthy":
                 self._text(200, "Healthy.\n")
             elif path == "/-/ready":

@@ -323,6 +323,39 @@ INVALID: dict[str, list[str]] = {
         "relays[0].canary: a relay with expect must fail, so it cannot deliver canaries; "
         "move canary to a relay without expect"
     ],
+    "modules-not-mapping": [
+        "modules: expected a mapping of module names to relay settings, got a list"
+    ],
+    "module-name": [
+        'modules.my module: "my module" is not a valid module name; use letters, digits, '
+        '"_", "." and "-", starting with a letter or digit'
+    ],
+    "module-endpoint": [
+        "modules.submission.name: a module is named by its key under modules:; remove name",
+        "modules.submission.host: the host comes from /probe's target=HOST:PORT; remove it "
+        "from the module",
+        "modules.submission.port: the port comes from /probe's target=HOST:PORT; remove it "
+        "from the module",
+    ],
+    "module-canary": [
+        "modules.submission.canary: /probe sends no canaries; move canary to a relay under "
+        "relays:"
+    ],
+    "module-secret-env-missing": [
+        "modules.submission.auth.password_env: environment variable NOT_SET_ANYWHERE is not "
+        "set; export it before starting"
+    ],
+    "module-plaintext-auth": [
+        "modules.plain.auth: credentials would cross the network unencrypted; use tls: "
+        "starttls or implicit, or set allow_plaintext_auth: true"
+    ],
+    "module-values": [
+        'modules.submission.preset: unknown preset "sendgird"; did you mean sendgrid?',
+        "modules.submission.auth.password: inline secrets are not allowed; use password_env "
+        "or password_file",
+        'modules.submission.tls: "startls" is not a TLS mode; use starttls, implicit or none',
+        "modules.submission.timeout: timeout 0s must be more than 0s; use e.g. 15s",
+    ],
 }
 
 
@@ -1461,12 +1494,13 @@ def test_state_dir_from_config_environ_or_home(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key_lists_the_new_keys() -> None:
-    """The top-level keys include instance, mailboxes and state_dir."""
+    """The top-level keys include instance, mailboxes, modules and state_dir."""
     text = "statedir: /x\nrelays: [{name: r, host: smtp.example.com}]"
     assert _problems(text) == ["statedir: unknown key; did you mean state_dir?"]
     assert _problems("zzz: 1\nrelays: [{name: r, host: smtp.example.com}]") == [
         "zzz: unknown key; valid keys are blocklists, defaults, dns, domains, instance, "
-        "mailboxes, max_concurrent_probes, relays, state_dir"
+        "mailboxes, max_concurrent_probes, modules, relays, "
+        "state_dir"
     ]
 
 
