@@ -190,7 +190,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for note in (*config.notes, *web_notes):
         print(f"note: {note}", file=sys.stderr)
-    print(f"{args.config_file}: OK, {_plural(len(config.relays), 'relay')}")
+    modules = f", {_plural(len(config.modules), 'module')} for /probe" if config.modules else ""
+    print(f"{args.config_file}: OK, {_plural(len(config.relays), 'relay')}{modules}")
     if shard.sharded:
         sys.stdout.write(format_shard(config, shard))
     return 0

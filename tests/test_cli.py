@@ -92,6 +92,17 @@ def test_check_config_ok_and_errors(tmp_path: Path) -> None:
     assert 'duplicate name "a"' in out.stderr
 
 
+def test_check_config_counts_the_modules_for_probe(tmp_path: Path) -> None:
+    """With a modules: block, check-config's OK line says how many /probe modules loaded."""
+    good = write_config(tmp_path / "good.yaml", {"name": "a", "port": 2525, "tls": "starttls"})
+    text = good.read_text() + ("modules:\n  submission: {timeout: 5s}\n"
+                               "  plain: {tls: none}\n")
+    good.write_text(text)
+    ok = run_cli("check-config", "--config.file", str(good))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == f"{good}: OK, 1 relay, 2 modules for /probe\n"
+
+
 def test_probe_text_and_json(
     tmp_path: Path, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
 ) -> None:
