@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 
@@ -118,6 +120,29 @@ def test_encrypted_needs_every_hop_after_the_relay_to_say_tls() -> None:
         headers = _headers(_received("relay.example", T0), last)
         assert not delivery_path(headers, sent_at=T0, internal_date=None).encrypted
     assert not delivery_path([("From", "a@b")], sent_at=T0, internal_date=None).encrypted
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-30, 30)), max_size=15),
+       st.one_of(st.none(), st.integers(-30, 60)), st.floats(0, 0.999))
+def test_delays_never_negative_and_sum_to_the_latest_time(
+        offsets: list[int | None], end: int | None, fraction: float) -> None:
+    """Any stamps, skewed or missing: every delay is 0 or more, and together they run from the
+    relay's accept to the latest time seen (INTERNALDATE standing for the last hop's)."""
+    sent_at = T0 + fraction
+    hops = [_received(f"h{i}.example", None if o is None else T0 + o)
+            for i, o in enumerate(offsets)]
+    internal = None if end is None else T0 + end
+    path = delivery_path(_headers(*hops), sent_at=sent_at, internal_date=internal)
+    assert len(path.hops) == len(offsets)
+    assert all(h.delay is None or h.delay >= 0 for h in path.hops)
+    times = [T0 + o for o in offsets[:-1] if o is not None]
+    last = internal if internal is not None else (
+        None if not offsets or offsets[-1] is None else T0 + offsets[-1])
+    if offsets and last is not None:
+        times.append(last)
+    assert path.total == pytest.approx(max([sent_at, *times]) - sent_at)
+    assert sum(s for _, s in hop_delays(path)) == pytest.approx(path.total)
 
 
 def _report(path: DeliveryPath) -> ArrivalReport:

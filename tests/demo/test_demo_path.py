@@ -67,6 +67,12 @@ def test_demo_status_shows_the_path(demo: str) -> None:
         ("demo-relay.localhost", "ESMTPSA", True), ("demo-mailbox", "LMTPS", True)]
     assert hops[0]["tls"]["version"].startswith("TLSv1.")
     assert path["hops"] == 2 and path["encrypted"] is True
+    wait_for(lambda: path_of("demo-implicit") is not None, what="a Junk canary", timeout=60)
+    junk = path_of("demo-implicit")
+    assert junk is not None and isinstance(junk["path"], list)
+    assert [(h["by"], h["with"], h["encrypted"]) for h in junk["path"]] == [
+        ("demo-relay.localhost", "ESMTPSA", True), ("demo-mailbox", "LMTP", False)]
+    assert junk["encrypted"] is False
     page = html.unescape(re.sub(r"<[^>]*>", "", http(demo + "/")[1]))
     assert "path (2 hops, encrypted): 1 demo-relay.localhost ESMTPSA +" in page
     assert "🔒 → 2 demo-mailbox LMTPS" in page
