@@ -86,7 +86,7 @@ def parse_received(value: str) -> Hop:
         tokens[last_semi + 1:])
     return Hop(
         from_=fields.get("from"), by=fields.get("by"), with_=fields.get("with"),
-        tls_version=tls[0], tls_cipher=tls[1] or fields.get("tls"), timestamp=timestamp,
+        tls_version=tls[0], tls_cipher=tls[1], timestamp=timestamp,
         raw=raw, error=problem or date_problem,
     )
 
@@ -97,8 +97,7 @@ def _failed(raw: str, error: str) -> Hop:
 
 def _value_start(text: str) -> int:
     """After "Received:" when the field name is there, else 0."""
-    head = text[:10]
-    return 9 if head[:9].lower() == "received:" else 0
+    return 9 if text[:9].lower() == "received:" else 0
 
 
 def _tokens(text: str, start: int) -> list[_Token]:
@@ -184,7 +183,7 @@ def _clauses(tokens: list[_Token]) -> tuple[dict[str, str], tuple[str | None, st
         elif keyword == "with" or not words:
             words.append(token.text)
     _close(fields, keyword, words)
-    if fields.get("tls") and cipher is None:
+    if cipher is None and "tls" in fields:  # Exim: "with esmtps (TLS1.3) tls <cipher>"
         cipher = fields["tls"]
     return fields, (version, cipher), clean(problem) if problem else None
 

@@ -3,7 +3,9 @@ MX -> LMTP over a unix socket into Dovecot, read back from its Received headers.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -48,10 +50,17 @@ def test_path_through_the_bed_has_three_hops_adding_up_and_an_open_lmtp_hop(
                               timeout=90)
         with urllib.request.urlopen(exporter.url + "/status.json", timeout=10) as response:
             status = json.loads(response.read().decode())
+        page = html.unescape(re.sub(r"<[^>]*>", "", exporter.page()))
     path = next(e for e in status if e["relay"] == "path-canary")["canaries"][0]["last"]["path"]
     print("\npath from the bed:\n" + json.dumps(path, indent=1))
 
     assert [(h["from"], h["by"], h["with"], h["encrypted"]) for h in path["path"]] == BED_PATH
+    line = re.search(r"path \(3 hops, not all TLS\):.*? open", page)
+    assert line is not None, page
+    print(line.group())
+    assert re.fullmatch(r"path \(3 hops, not all TLS\): 1 mail\.example\.test ESMTPSA \+[\d.]+s 🔒"
+                        r" → 2 mx\.example\.test ESMTPS \+[\d.]+s 🔒"
+                        r" → 3 imap\.example\.test LMTP \+[\d.]+s open", line.group())
     assert m.get("smtp_canary_hops", **LABELS) == 3
     assert m.get("smtp_canary_path_encrypted", **LABELS) == 0
     assert m.get("smtp_canary_hop_clock_skew_total", **LABELS) == 0
