@@ -14,6 +14,7 @@ from exporter.canary.judge import judge
 from exporter.canary.ledger import CanaryRecord, CanaryState
 from exporter.canary.mailbox import MailboxStatus, MailboxWatcher
 from exporter.canary.message import new_token
+from exporter.canary.path import delivery_path
 from exporter.canary.result import Arrival, CanarySent
 from exporter.canary.send import send_canary
 from exporter.canary.store import ArrivalReport, CanaryStore
@@ -239,7 +240,9 @@ class CanaryManager:
         log.info("canary late" if report.late else "canary received", extra={
             "relay": record.relay, "mailbox": record.mailbox, "folder": report.folder,
             "latency": round(report.latency, 3), "spf": report.verdicts.get("spf"),
-            "dkim": report.verdicts.get("dkim"), "dmarc": report.verdicts.get("dmarc")})
+            "dkim": report.verdicts.get("dkim"), "dmarc": report.verdicts.get("dmarc"),
+            "hops": len(report.path.hops) if report.path else None,
+            "unparsed_hops": report.path.parse_failures if report.path else None})
 
     def _judge(self, record: CanaryRecord, arrival: Arrival) -> ArrivalReport:
         mailbox = self._mailboxes.get(arrival.mailbox)
@@ -267,6 +270,8 @@ class CanaryManager:
             trusted_header=verdicts.trusted_header,
             spam_scores=spam_scores(list(arrival.headers)),
             late=record.lost,
+            path=delivery_path(arrival.headers, sent_at=record.sent_at,
+                               internal_date=arrival.internal_date),
         )
 
     def _sender_domain(self, relay: str) -> str:

@@ -11,6 +11,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from exporter.canary.path import MAX_HOP_LABELS, hop_delays
 from exporter.canary.store import AUTH_METHODS, AUTH_RESULTS, CanarySnapshot
 from exporter.histogram import PHASE_BUCKETS, Histogram
 from exporter.model import Phase, Reason
@@ -28,6 +29,7 @@ def canary_families(snap: CanarySnapshot) -> Iterator[Metric]:
     """Every canary series; each (relay, mailbox) pair has its counters from start-up."""
     yield from _sender_families(snap)
     yield from _pair_families(snap)
+    yield from _path_families(snap)
     yield from _mailbox_families(snap)
 
 
@@ -134,6 +136,41 @@ def _pair_families(snap: CanarySnapshot) -> Iterator[Metric]:
                 spam.add_metric([*labels, source], score)
     yield from (received, lost, late, in_flight, delivery, last_delivery, receiver, last_seen)
     yield from (auth, aligned, folder, spam)
+
+
+def _path_families(snap: CanarySnapshot) -> Iterator[Metric]:
+    hops = GaugeMetricFamily(
+        "smtp_canary_hops",
+        "Received headers of the last canary seen: its hops from the relay to the mailbox.",
+        labels=RM)
+    delay = GaugeMetricFamily(
+        "smtp_canary_hop_delay_seconds",
+        "Time the last canary spent before each hop (hop 1 from the relay's accept, the last "
+        f"to the mailbox's INTERNALDATE); hop {MAX_HOP_LABELS} holds the sum of any later hops.",
+        labels=[*RM, "hop"])
+    encrypted = GaugeMetricFamily(
+        "smtp_canary_path_encrypted",
+        "1 if every hop of the last canary after the relay says it came over TLS.", labels=RM)
+    skew = CounterMetricFamily(
+        "smtp_canary_hop_clock_skew_total",
+        "Hops stamped a second or more before the hop ahead of them (clock skew), counted as "
+        "no delay.", labels=RM)
+    failures = CounterMetricFamily(
+        "smtp_canary_hop_parse_failures_total",
+        "Received headers of canaries that did not parse (kept raw on the status page).",
+        labels=RM)
+    for (relay, mailbox), view in sorted(snap.pairs.items()):
+        labels = [relay, mailbox]
+        skew.add_metric(labels, view.hop_clock_skew)
+        failures.add_metric(labels, view.hop_parse_failures)
+        path = view.last.path if view.last else None
+        if path is None:
+            continue
+        hops.add_metric(labels, len(path.hops))
+        encrypted.add_metric(labels, 1 if path.encrypted else 0)
+        for hop, seconds in hop_delays(path):
+            delay.add_metric([*labels, hop], seconds)
+    yield from (hops, delay, encrypted, skew, failures)
 
 
 def _mailbox_families(snap: CanarySnapshot) -> Iterator[Metric]:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from exporter.canary.path import DeliveryPath
 from exporter.canary.result import CanarySent
 from exporter.histogram import PHASE_BUCKETS, Histogram
 from exporter.model import Phase, Reason
@@ -52,6 +53,7 @@ class ArrivalReport:
     trusted_header: str | None = None
     spam_scores: Mapping[str, float] = field(default_factory=dict)
     late: bool = False
+    path: DeliveryPath | None = None  # its Received headers, relay first
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,8 @@ class PairView:
     delivery: Histogram = field(default_factory=lambda: Histogram.empty(DELIVERY_BUCKETS))
     last: ArrivalReport | None = None
     recent: tuple[float, ...] = ()  # the last 60 delivery times, for the status page
+    hop_clock_skew: int = 0  # hops stamped before the hop ahead of them, over every canary
+    hop_parse_failures: int = 0  # Received headers that did not parse, over every canary
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +166,12 @@ class CanaryStore:
                 return
             received = dict(view.received)
             received[report.folder] = received.get(report.folder, 0) + 1
+            path = report.path
             self._pairs[key] = replace(
                 view, received=received, delivery=view.delivery.observe(report.latency),
                 last=report, recent=(*view.recent[-59:], report.latency),
+                hop_clock_skew=view.hop_clock_skew + (path.skewed if path else 0),
+                hop_parse_failures=view.hop_parse_failures + (path.parse_failures if path else 0),
             )
 
     def lost(self, relay: str, mailbox: str) -> None:

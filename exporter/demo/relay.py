@@ -9,6 +9,8 @@ import secrets
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any, ClassVar
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -28,6 +30,10 @@ USERNAME = "demo"
 # DMARC fail for mail it files as junk, so the exporter's parser, verdicts and alert
 # conditions have real headers to work on.
 DEMO_MX = "demo-mx.localhost"
+# The demo's delivery path has two hops: the relay accepting the canary, and the mailbox
+# storing it. The inbox plays a mailbox reached over TLS (LMTPS), Junk one reached over plain
+# LMTP, so the demo shows an encrypted path and one that is not.
+DEMO_MAILBOX_HOST = "demo-mailbox"
 INBOX_ADDRESS = f"canary@{DEMO_DOMAIN}"
 JUNK_ADDRESS = f"junk@{DEMO_DOMAIN}"
 _PASS = (f"{DEMO_MX}; spf=pass smtp.mailfrom={DEMO_DOMAIN}; dkim=pass header.d={DEMO_DOMAIN}"
@@ -110,10 +116,28 @@ class DemoMXHandler(RelayHandler):
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received = [*self.received[-99:], envelope]
-        content = envelope.original_content or b""
+        queue_id = secrets.token_hex(5).upper()
+        content = _relay_received(server, session, queue_id) + (envelope.original_content or b"")
         if self.store is not None:
             for rcpt in envelope.rcpt_tos:
                 junk = rcpt.lower() == JUNK_ADDRESS
                 stamp = f"Authentication-Results: {_FAIL if junk else _PASS}\r\n".encode()
-                self.store.deliver("canary", stamp + content, folder="Junk" if junk else "INBOX")
-        return f"250 2.0.0 Ok: queued as {secrets.token_hex(5).upper()}"
+                delivered = (f"Received: from {server.hostname} by {DEMO_MAILBOX_HOST} with "
+                             f"{'LMTP' if junk else 'LMTPS'} id {queue_id}; {_now()}\r\n")
+                self.store.deliver("canary", delivered.encode() + stamp + content,
+                                   folder="Junk" if junk else "INBOX")
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+def _now() -> str:
+    return format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+def _relay_received(server: SMTP, session: Session, queue_id: str) -> bytes:
+    """The relay's Received header, as Postfix writes it with its TLS details."""
+    tls = server.transport.get_extra_info("ssl_object") if server.transport else None
+    protocol = "ESMTP" + ("S" if tls is not None else "") + ("A" if session.authenticated else "")
+    peer = session.peer[0] if isinstance(session.peer, tuple) else "unknown"
+    using = "" if tls is None else f" (using {tls.version()} with cipher {tls.cipher()[0]})"
+    return (f"Received: from {session.host_name or 'unknown'} (localhost [{peer}]){using}\r\n"
+            f"\tby {server.hostname} with {protocol} id {queue_id}; {_now()}\r\n").encode()

@@ -22,9 +22,10 @@ from prometheus_client.registry import CollectorRegistry
 from exporter.canary import CanarySnapshot
 from exporter.dns import DNSSnapshot
 from exporter.peertext import clean
-from exporter.relay import Snapshot, result_to_dict
+from exporter.relay import Snapshot
 from exporter.web.guard import WebGuard, cross_site
 from exporter.web.probe import HEADER, ProbeEndpoint
+from exporter.web.statusjson import status_document
 from exporter.web.statuspage import render_status_page
 
 __all__ = ["WebServer", "parse_listen_address"]
@@ -304,14 +305,7 @@ def _make_handler(
             elif path == "/-/reload":
                 self._text(405, "Use POST to reload the configuration.\n", Allow="POST")
             elif path == "/status.json":
-                snap = snapshot()
-                body = [
-                    result_to_dict(v.last) if v.last else {"relay": name, "success": None}
-                    for name, v in sorted(snap.relays.items())
-                ]
-                if snap.shard.sharded:  # each relay says which shard probes it
-                    body = [{**r, "shard": snap.shard.index,
-                             "total_shards": snap.shard.total} for r in body]
+                body = status_document(snapshot(), canaries() if canaries else None)
                 self._send(200, json.dumps(body, indent=2).encode(), "application/json")
             elif path in ("/", "/index.html"):
                 page = render_status_page(snapshot(), canaries() if canaries else None,

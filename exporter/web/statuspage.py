@@ -6,7 +6,7 @@ import time
 from html import escape
 
 from exporter import __version__
-from exporter.canary import CanarySnapshot
+from exporter.canary import CanarySnapshot, DeliveryPath
 from exporter.dns import DNSSnapshot, DomainReport, RelayDNSReport
 from exporter.model import Phase
 from exporter.relay import RelayResult, RelayView, Snapshot, iso_time, status_word
@@ -129,6 +129,8 @@ def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
             f"{latency_chart(pair.recent)}</td><td>{send_cell}</td>"
             f"{seen}<td><small>received {escape(counts)}; in flight {pair.in_flight}; "
             f"lost {pair.lost}; late {pair.late}</small></td></tr>")
+        if last is not None and last.path is not None:
+            rows.append(f'<tr><td colspan="7">{_path_line(last.path)}</td></tr>')
     boxes = []
     for name, box in sorted(canaries.mailboxes.items()):
         state = '<span class="ok">up</span>' if box.up else '<span class="fail">down</span>'
@@ -146,6 +148,31 @@ def _canary_section(canaries: CanarySnapshot | None, now: float) -> str:
         "<th>watching</th><th>folders</th><th>last error</th></tr>" + "".join(boxes)
         + "</table>"
     )
+
+
+def _path_line(path: DeliveryPath) -> str:
+    """The hops in order, each with the time spent before it and a lock when it says TLS; a
+    hop stamped before the one ahead shows its clock's lag, an unparsed one its raw header."""
+    if not path.hops:
+        return '<small class="wait">path: no Received header</small>'
+    hops, unparsed = [], []
+    for index, step in enumerate(path.hops, start=1):
+        hop = step.hop
+        tls = " ".join(x for x in (hop.tls_version, hop.tls_cipher) if x)
+        lock = (f'<span title="{escape(tls or hop.with_ or "TLS")}">🔒</span>' if hop.encrypted
+                else '<span class="warnc">open</span>')
+        delay = "?" if step.delay is None else f"+{step.delay:.1f}s"
+        skew = ("" if not step.skewed or step.raw_delay is None
+                else f' <span class="fail">clock {step.raw_delay:+.1f}s</span>')
+        name = hop.by or hop.from_ or "?"
+        hops.append(f"{index} {escape(name)} <small>{escape(hop.with_ or '')}</small> "
+                    f"{escape(delay)}{skew} {lock}")
+        if hop.error is not None:
+            unparsed.append(f"<br><small>hop {index} unparsed ({escape(hop.error)}): "
+                            f"Received: {escape(hop.raw)}</small>")
+    state = "encrypted" if path.encrypted else '<b class="warnc">not all TLS</b>'
+    return (f"<small>path ({len(path.hops)} hops, {state}):</small> " + " → ".join(hops)
+            + "".join(unparsed))
 
 
 def _dns_section(dns: DNSSnapshot | None) -> str:
