@@ -298,7 +298,7 @@ def test_every_toggle_on(render: Callable[..., list[dict[str, Any]]],
         assert json.loads(text)["uid"]
     rule = one(docs, "PrometheusRule")
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
-    assert "SMTPExporterScrapeMissing" not in {r["alert"] for r in alerts}
+    assert "SMTPExporterScrapeMissing" not in {r.get("alert") for r in alerts}
     assert all(r["labels"]["team"] == "mail" for r in alerts)
     assert "SUCCESS" in promtool_check_rules(rule, tmp_path)
 
@@ -451,6 +451,11 @@ def test_config_change_rolls_the_pods(render: Callable[..., list[dict[str, Any]]
 
 # -- alert rules --------------------------------------------------------------------------------
 
+def _by_name(groups: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every rule of the groups, keyed by its alert or recorded series name."""
+    return {r.get("alert") or r["record"]: r for g in groups for r in g["rules"]}
+
+
 def _rules(render: Callable[..., list[dict[str, Any]]],
            thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {"prometheusRule": {"enabled": True}}
@@ -488,9 +493,8 @@ def test_an_overridden_threshold_changes_its_rule_only(
     """Overriding one threshold rewrites that alert's expression and the text that quotes
     it; every other rule stays as alerts.yaml has it, and promtool still accepts the rules."""
     rule = _rules(render, thresholds)
-    source = {r["alert"]: r for g in yaml.safe_load(ALERTS.read_text())["groups"]
-              for r in g["rules"]}
-    rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    source = _by_name(yaml.safe_load(ALERTS.read_text())["groups"])
+    rendered = _by_name(rule["spec"]["groups"])
     assert rendered.keys() == source.keys()
     changed = rendered.pop(alert)
     assert expr_has in changed["expr"] and expr_has not in source[alert]["expr"]
@@ -499,6 +503,109 @@ def test_an_overridden_threshold_changes_its_rule_only(
     expected.pop(alert)
     assert rendered == expected
     promtool_check_rules(rule, tmp_path)
+
+
+def _slo_rules(render: Callable[..., list[dict[str, Any]]], slo: dict[str, Any]) -> dict[str, Any]:
+    return one(render({"prometheusRule": {"enabled": True, "slo": slo}}), "PrometheusRule")
+
+
+def test_slo_values_rewrite_the_slo_rules_only(render: Callable[..., list[dict[str, Any]]],
+                                               tmp_path: Path) -> None:
+    """prometheusRule.slo.objective and .canaryLatencySeconds change every error-budget rule:
+    the alerts' thresholds and texts, the canary SLI's histogram bucket and the recorded
+    objective; every other rule stays as alerts.yaml has it, and promtool accepts the rules."""
+    rule = _slo_rules(render, {"objective": 0.995, "canaryLatencySeconds": 120})
+    source = _by_name(yaml.safe_load(ALERTS.read_text())["groups"])
+    rendered = _by_name(rule["spec"]["groups"])
+    assert rendered.keys() == source.keys()
+    slo = {name for name in source if "SLO" in name or "_slo_" in name}
+    assert len(slo) == 18
+    for name in slo:
+        text = json.dumps(rendered[name])
+        assert "0.99)" not in text and "0.99\"" not in text and 'le=\\"60.0\\"' not in text, name
+    fast = rendered["SMTPCanarySLOFastBurn"]
+    assert "> (14.4 * (1 - 0.995))" in fast["expr"]
+    assert "the 99.5 % objective" in fast["annotations"]["description"]
+    assert "slower than 120 s" in fast["annotations"]["description"]
+    ratio = rendered["relay_mailbox:smtp_canary_slo_errors:ratio_rate5m"]["expr"]
+    assert 'smtp_canary_delivery_duration_seconds_bucket{le="120.0"}[5m]' in ratio
+    assert rendered["relay:smtp_probe_slo_objective:ratio"]["expr"].endswith("+ 0.995")
+    assert {k: v for k, v in rendered.items() if k not in slo} == {
+        k: v for k, v in source.items() if k not in slo}
+    promtool_check_rules(rule, tmp_path)
+
+
+def test_a_stricter_objective_pages_sooner(render: Callable[..., list[dict[str, Any]]],
+                                           tmp_path: Path) -> None:
+    """With objective 0.995 and latency 120 s, 12.5 % lost canaries page (above 14.4 x 0.5 %
+    = 7.2 %) and canaries taking 90 s are good; at the default objective the same loss does
+    not page (below 14.4 %), and at the default latency every 90 s canary is an error."""
+    promtool = tools.executable("promtool", "apt-get install prometheus")
+    pair = 'job="j",instance="i",relay="ses",mailbox="gmail"'
+    series = [
+        (f'smtp_canary_received_total{{{pair},folder="inbox"}}', "0+0.875x30"),
+        (f'smtp_canary_received_total{{{pair},folder="spam"}}', "0x30"),
+        (f"smtp_canary_lost_total{{{pair}}}", "0+0.125x30"),
+        # Every canary seen takes 90 s: over 60 s, under 120 s.
+        (f'smtp_canary_delivery_duration_seconds_bucket{{{pair},le="60.0"}}', "0x30"),
+        (f'smtp_canary_delivery_duration_seconds_bucket{{{pair},le="120.0"}}', "0+0.875x30"),
+    ]
+
+    def run(slo: dict[str, Any], ratio: float, fires: bool) -> None:
+        rule = _slo_rules(render, slo)
+        (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+        alert = _by_name(rule["spec"]["groups"])["SMTPCanarySLOFastBurn"]
+        texts = {key: " ".join(value.replace("{{ $labels.relay }}", "ses")
+                               .replace("{{ $labels.mailbox }}", "gmail").split())
+                 for key, value in alert["annotations"].items()}
+        fired = [{"exp_labels": {"severity": "page", "job": "j", "instance": "i",
+                                 "relay": "ses", "mailbox": "gmail"},
+                  "exp_annotations": texts}]
+        tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series],
+            "promql_expr_test": [{
+                "expr": "relay_mailbox:smtp_canary_slo_errors:ratio_rate5m", "eval_time": "10m",
+                "exp_samples": [{"labels": "relay_mailbox:smtp_canary_slo_errors:ratio_rate5m"
+                                           f"{{{pair}}}", "value": ratio}]}],
+            "alert_rule_test": [{"eval_time": "10m", "alertname": "SMTPCanarySLOFastBurn",
+                                 "exp_alerts": fired if fires else []}],
+        }]}
+        (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+        proc = subprocess.run([promtool, "test", "rules", str(tmp_path / "tests.yaml")],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    run({"objective": 0.995, "canaryLatencySeconds": 120}, 0.125, True)
+    run({}, 1, True)  # every 90 s canary is late under 60 s: all errors
+    run({"canaryLatencySeconds": 120}, 0.125, False)  # 12.5 % < 14.4 x 1 %
+
+
+@pytest.mark.parametrize(("slo", "message"), [
+    ({"canaryLatencySeconds": 45}, "at '/prometheusRule/slo/canaryLatencySeconds': value must "
+                                   "be one of"),
+    ({"objective": 0.9}, "at '/prometheusRule/slo/objective': minimum: got 0.9, want 0.95"),
+    ({"objective": 1}, "at '/prometheusRule/slo/objective': exclusiveMaximum"),
+    ({"objective": "99%"}, "at '/prometheusRule/slo/objective': got string, want number"),
+])
+def test_schema_refuses_slo_values_that_cannot_work(helm_cli: Any, slo: dict[str, Any],
+                                                    message: str) -> None:
+    """A latency that is no bucket boundary of the delivery histogram (the SLI could not be
+    computed), or an objective whose 14.4x fast burn could never fire, fails at install."""
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError) as caught:
+        helm_cli.render(CHART, {"prometheusRule": {"enabled": True, "slo": slo}})
+    assert message in str(caught.value)
+
+
+def test_schema_latencies_are_the_delivery_buckets() -> None:
+    """The latencies the schema allows are exactly the delivery histogram's bucket bounds."""
+    from exporter.canary.store import DELIVERY_BUCKETS
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    slo = schema["properties"]["prometheusRule"]["properties"]["slo"]["properties"]
+    assert [float(v) for v in slo["canaryLatencySeconds"]["enum"]] == list(DELIVERY_BUCKETS)
 
 
 # -- the README ---------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ RUNBOOK_PREFIX = (
     "https://github.com/smtp-canary-exporter/smtp-canary-exporter/blob/main/dashboards/README.md#"
 )
 SEVERITIES = {"warning", "critical"}
+# The error-budget alerts use the SRE workbook's two: page someone now, or open a ticket.
+SLO_SEVERITIES = {"page", "ticket"}
+SLO_WINDOWS = ("5m", "30m", "1h", "6h", "3d", "30d")
 
 
 def _promtool() -> str:
@@ -81,7 +84,8 @@ def test_single_group() -> None:
 def test_alert_metadata(rule: dict[str, Any]) -> None:
     """Each alert has a severity, summary, description and a runbook_url into the README."""
     name = rule["alert"]
-    assert rule.get("labels", {}).get("severity") in SEVERITIES, f"{name}: bad severity"
+    severities = SLO_SEVERITIES if "SLO" in name else SEVERITIES
+    assert rule.get("labels", {}).get("severity") in severities, f"{name}: bad severity"
     annotations = rule.get("annotations", {})
     for key in ("summary", "description", "runbook_url"):
         assert str(annotations.get(key, "")).strip(), f"{name}: missing annotation {key}"
@@ -104,3 +108,51 @@ def test_every_alert_tested_firing_and_silent() -> None:
         assert text.count(f"alertname: {name}\n") >= 2, f"{name}: fewer than two test cases"
         assert name in fires, f"{name}: no test case where it fires"
         assert name in silent, f"{name}: no test case where it does not fire"
+
+
+def _records() -> dict[str, str]:
+    """Return {recorded name: expression} of every recording rule in alerts.yaml."""
+    doc = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return {rule["record"]: rule["expr"] for group in doc["groups"] for rule in group["rules"]
+            if "record" in rule}
+
+
+def test_slo_recording_rules() -> None:
+    """The error ratios are recorded for every window the burn-rate alerts and the budget
+    panels read, per relay x mailbox for canaries and per relay for probes, named
+    level:metric:operation; nothing else is recorded."""
+    expected = {f"{level}:smtp_{sli}_slo_errors:ratio_rate{window}"
+                for level, sli in (("relay_mailbox", "canary"), ("relay", "probe"))
+                for window in SLO_WINDOWS}
+    expected |= {"relay_mailbox:smtp_canary_slo_objective:ratio",
+                 "relay:smtp_probe_slo_objective:ratio"}
+    records = _records()
+    assert set(records) == expected
+    for name, expr in records.items():
+        window = name.partition(":ratio_rate")[2]
+        if window:
+            assert f"[{window}]" in expr and not re.search(r"\[(?!" + window + r"\])", expr), name
+
+
+def test_burn_rate_alerts_follow_the_workbook() -> None:
+    """The fast burn pages at 14.4 x the budget over 1 h and 5 m; the slow burn opens a
+    ticket at 6 x over 6 h and 30 m, or 1 x over 3 d and 6 h; all for a 99 % objective."""
+    alerts = {rule["alert"]: rule for rule in _alerts()}
+    for name, level, sli in (("SMTPCanary", "relay_mailbox", "canary"),
+                             ("SMTPRelay", "relay", "probe")):
+        ratio = f"{level}:smtp_{sli}_slo_errors:ratio_rate"
+        fast, slow = alerts[f"{name}SLOFastBurn"], alerts[f"{name}SLOSlowBurn"]
+        assert (fast["labels"]["severity"], slow["labels"]["severity"]) == ("page", "ticket")
+        pairs = re.findall(ratio + r"(\w+) > \(([\d.]+) \* \(1 - 0\.99\)\)", fast["expr"])
+        assert pairs == [("1h", "14.4"), ("5m", "14.4")], fast["expr"]
+        pairs = re.findall(ratio + r"(\w+) > \(([\d.]+) \* \(1 - 0\.99\)\)", slow["expr"])
+        assert pairs == [("6h", "6"), ("30m", "6"), ("3d", "1"), ("6h", "1")], slow["expr"]
+
+
+def test_rules_file_says_how_to_change_the_objective() -> None:
+    """The rules file tells a reader which literals are the objective and the latency, that
+    the latency must be a bucket boundary, and which Helm values set them."""
+    text = RULES.read_text(encoding="utf-8")
+    for needle in ("EDITABLE", "0.99", 'le="60.0"', "bucket boundary",
+                   "prometheusRule.slo.objective", "prometheusRule.slo.canaryLatencySeconds"):
+        assert needle in text, needle

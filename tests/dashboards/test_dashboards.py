@@ -30,7 +30,10 @@ PROMQL_KEYWORDS = {
     "bool", "offset", "inf", "nan",
 }
 STRING = r'"(?:[^"\\]|\\.)*"'
-SMTP_SELECTOR = re.compile(r"(?<![\w:])(smtp_\w+)(?![\w:])\s*(\{(?:[^}\"]|" + STRING + r")*\})?")
+# An exporter metric, or a series alerts.yaml records from them (level:smtp_...:operation).
+SMTP_SELECTOR = re.compile(r"(?<![\w:])((?:\w+:)?smtp_\w+(?::\w+)?)(?![\w:])\s*(\{(?:[^}\"]|"
+                           + STRING + r")*\})?")
+RULES = DASHBOARDS / "alerts.yaml"
 FILTERS = ('job=~"$job"', 'instance=~"$instance"')
 
 
@@ -99,9 +102,17 @@ def _readme_metrics() -> dict[str, str]:
     return dict(rows)
 
 
+def _recorded() -> set[str]:
+    """Return the names of the series the recording rules in alerts.yaml record."""
+    doc = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return {rule["record"] for group in doc["groups"] for rule in group["rules"]
+            if "record" in rule}
+
+
 def _allowed_metrics() -> set[str]:
-    """Return every series name a query may use: gauges, counters and histogram series."""
-    allowed = set(EXTRA_METRICS)
+    """Return every series name a query may use: gauges, counters and histogram series of
+    the README's Metrics table, and the series alerts.yaml records."""
+    allowed = set(EXTRA_METRICS) | _recorded()
     for name, kind in _readme_metrics().items():
         if kind == "histogram":
             allowed.update(name + suffix for suffix in HISTOGRAM_SUFFIXES)
@@ -241,7 +252,8 @@ def test_relay_dashboard_variable() -> None:
 
 
 def test_metric_names_in_readme(dashboard: dict[str, Any]) -> None:
-    """Every metric an expression or variable query uses is listed in README's Metrics table."""
+    """Every metric an expression or variable query uses is listed in README's Metrics table
+    or recorded by alerts.yaml."""
     allowed = _allowed_metrics()
     queries = _exprs(dashboard) + _variable_selectors(dashboard)
     assert queries
@@ -324,3 +336,28 @@ def test_readme_documents_dashboards() -> None:
     section = match.group(1)
     for needle in ("overview.json", "relay.json", "smtp-canary-exporter.yaml", "DS_PROMETHEUS"):
         assert needle in section, f"the Dashboards section does not mention {needle}"
+
+
+def test_error_budget_row() -> None:
+    """overview.json has an "Error budgets (30 d)" row with the budget remaining and the burn
+    rate, per relay x mailbox for canaries and per relay for probes, read from the recording
+    rules; the burn-rate panels draw the alerts' 14.4x and 6x lines."""
+    panels = list(_panels(_load(DASHBOARDS / "overview.json")))
+    titles = [panel["title"] for panel in panels]
+    row = titles.index("Error budgets (30 d)")
+    assert panels[row]["type"] == "row"
+    below = {panel["title"]: panel for panel in panels[row + 1:]}
+    for title, level, sli in (("Canary", "relay_mailbox", "canary"), ("Relay", "relay", "probe")):
+        budget = below[f"{title} error budget remaining (30 d)"]
+        (expr,) = [target["expr"] for target in budget["targets"]]
+        assert f"1 - {level}:smtp_{sli}_slo_errors:ratio_rate30d{{" in expr
+        assert f"/ (1 - {level}:smtp_{sli}_slo_objective:ratio{{" in expr
+        assert budget["fieldConfig"]["defaults"]["unit"] == "percentunit"
+        burn = below[f"{title} burn rate"]
+        windows = [re.findall(r"ratio_rate(\w+)", target["expr"]) for target in burn["targets"]]
+        assert windows == [["1h"], ["6h"]]
+        steps = burn["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert [step["value"] for step in steps] == [None, 6, 14.4]
+        legends = [target["legendFormat"] for target in budget["targets"] + burn["targets"]]
+        wanted = ("{{relay}}", "{{mailbox}}") if sli == "canary" else ("{{relay}}",)
+        assert all(label in legend for legend in legends for label in wanted), legends

@@ -29,6 +29,21 @@ def _alerts() -> list[dict[str, Any]]:
     return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
 
 
+def _records() -> dict[str, str]:
+    """Return {recorded name: expression} of every recording rule in alerts.yaml."""
+    doc = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return {rule["record"]: rule["expr"].strip()
+            for group in doc["groups"] for rule in group["rules"] if "record" in rule}
+
+
+def _written_out(expr: str) -> str:
+    """Return an alert expression with each recorded series replaced by its expression."""
+    for name, recorded in _records().items():
+        pattern = rf"(?<![\w:]){re.escape(name)}(?![\w:])"
+        expr = re.sub(pattern, "(" + recorded.replace("\\", "\\\\") + ")", expr)
+    return expr.strip()
+
+
 def _doc() -> dict[str, Any]:
     """Return the parsed provisioning file."""
     doc: dict[str, Any] = yaml.safe_load(PROVISIONING.read_text(encoding="utf-8"))
@@ -79,16 +94,24 @@ def test_one_rule_per_alert() -> None:
     """Every Prometheus alert has exactly one Grafana rule with its name, and no rule is extra."""
     titles = [rule["title"] for rule in _rules()]
     names = [alert["alert"] for alert in _alerts()]
-    assert len(names) == 17
+    assert len(names) == 21
     assert sorted(titles) == sorted(names)
+    assert {"SMTPCanarySLOFastBurn", "SMTPCanarySLOSlowBurn", "SMTPRelaySLOFastBurn",
+            "SMTPRelaySLOSlowBurn"} <= set(titles)
 
 
 def test_rules_match_prometheus() -> None:
-    """Each Grafana rule keeps the alert's severity, `for` and expression."""
+    """Each Grafana rule keeps the alert's severity, `for` and expression; an expression that
+    reads recorded series (the error-budget alerts) has them written out, so the Grafana rule
+    works on a Prometheus that does not load alerts.yaml."""
     rules = _by_title()
+    records = _records()
+    assert records, "alerts.yaml records no series"
     for alert in _alerts():
         rule = rules[alert["alert"]]
-        expr = alert["expr"].strip()
+        expr = _written_out(alert["expr"])
+        for name in records:
+            assert name not in _queries(rule)["A"]["model"]["expr"], alert["alert"]
         a_expr = _queries(rule)["A"]["model"]["expr"]
         assert rule["labels"] == {"severity": alert["labels"]["severity"]}, alert["alert"]
         assert rule["for"] == alert.get("for", "0s"), alert["alert"]
@@ -172,3 +195,34 @@ def test_readme_documents_grafana_alerts() -> None:
     section = text.split("## Grafana-managed alerts", 1)[1]
     assert "provisioning/alerting/smtp-canary-exporter.yaml" in section
     assert "`prometheus`" in section
+
+
+def test_slo_conditions_fire_as_the_prometheus_alerts_do(tmp_path: Path) -> None:
+    """Grafana's conditions for the error-budget alerts, run by promtool on the SLO cases of
+    alerts_test.yaml, fire at the same times for the same series as the Prometheus alerts:
+    a 50 % loss pages, one lost canary a day does not, a slow 2 % loss opens a ticket."""
+    promtool = executable("promtool", "apt-get install prometheus")
+    rules = _by_title()
+    slo = [alert for alert in _alerts() if "SLO" in alert["alert"]]
+    grafana_rules = [
+        {"alert": alert["alert"], "expr": _queries(rules[alert["alert"]])["A"]["model"]["expr"],
+         "for": rules[alert["alert"]]["for"], "labels": alert["labels"],
+         "annotations": alert["annotations"]}
+        for alert in slo
+    ]
+    (tmp_path / "grafana.yaml").write_text(yaml.safe_dump(
+        {"groups": [{"name": "grafana", "rules": grafana_rules}]}))
+    tests = yaml.safe_load((DASHBOARDS / "alerts_test.yaml").read_text(encoding="utf-8"))
+    names = {alert["alert"] for alert in slo}
+    cases = [
+        {key: value for key, value in case.items() if key != "promql_expr_test"}
+        for case in tests["tests"]
+        if {check["alertname"] for check in case.get("alert_rule_test", [])} & names
+    ]
+    assert {check["alertname"] for case in cases for check in case["alert_rule_test"]} == names
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(
+        {"rule_files": ["grafana.yaml"], "evaluation_interval": tests["evaluation_interval"],
+         "tests": cases}))
+    proc = subprocess.run([promtool, "test", "rules", str(tmp_path / "tests.yaml")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -23,9 +23,10 @@ from tests.tools import executable
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-# Metric names in a PromQL expression once label matchers ({...}) are removed; label names
-# in by/on/group_left lists never start with these.
-METRIC_NAME = re.compile(r"\b(smtp_[a-z0-9_]+|up)\b")
+# Metric names in a PromQL expression once label matchers ({...}) are removed: exporter
+# metrics, series recorded from them (level:smtp_...:operation), and up. Label names in
+# by/on/group_left lists never start with these.
+METRIC_NAME = re.compile(r"(?<![\w:])((?:\w+:)?smtp_[a-z0-9_]+(?::\w+)?|up)(?![\w:])")
 
 
 def _ready(url: str) -> bool:
@@ -107,8 +108,10 @@ def query(base: str, expr: str) -> list[dict[str, Any]]:
 
 
 def _alert_exprs() -> list[tuple[str, str]]:
+    """(name, expression) of every alerting and recording rule in alerts.yaml."""
     doc = yaml.safe_load((ROOT / "dashboards" / "alerts.yaml").read_text())
-    return [(rule["alert"], rule["expr"]) for group in doc["groups"] for rule in group["rules"]]
+    return [(rule.get("alert") or rule["record"], rule["expr"])
+            for group in doc["groups"] for rule in group["rules"]]
 
 
 def _panel_exprs() -> list[tuple[str, str]]:
@@ -144,8 +147,9 @@ def _concrete(expr: str, relay: str) -> str:
 
 @pytest.mark.parametrize(("alert", "expr"), _alert_exprs())
 def test_alert_expression_evaluates(prometheus: str, alert: str, expr: str) -> None:
-    """Each alert expression parses and evaluates on a Prometheus holding the demo's data,
-    and every metric it reads has series there, so the alert is fed (not silently empty)."""
+    """Each alert and recording rule expression parses and evaluates on a Prometheus holding
+    the demo's data, and every metric it reads (recorded series included) has series there, so
+    the alert is fed (not silently empty)."""
     query(prometheus, expr)
     names = set(METRIC_NAME.findall(re.sub(r"\{[^}]*\}", "", expr)))
     assert names, f"{alert}: no metric found in {expr!r}"
@@ -199,3 +203,58 @@ def test_relay_dns_checks_on_one_host_stay_apart(prometheus: str) -> None:
     domain = query(prometheus, 'smtp_dns_check_status{check="mx", domain="demo.localhost"}')
     assert len(domain) == 1 and "relay" not in domain[0]["metric"]
     assert query(prometheus, 'smtp_dns_check_status{check="mx", relay=""}')
+
+
+def _number(row: dict[str, Any]) -> float:
+    return float(row["value"][1])
+
+
+def test_error_budget_panels_show_numbers(prometheus: str) -> None:
+    """On a minute of the demo's data, the 30-day budget and the burn rates are numbers, not
+    NaN: the demo relay whose canaries land in spam has spent its canary budget, the one that
+    delivers to the inbox has it whole, and the misconfigured relay has spent its probe
+    budget while the healthy ones keep theirs."""
+    panels = dict(_panel_exprs())
+    budget = {p.split(": ", 1)[1]: e for p, e in panels.items()
+              if "error budget remaining" in p}
+
+    def canary_budget() -> dict[str, float]:
+        return {r["metric"]["relay"]: _number(r) for r in query(
+            prometheus, _concrete(budget["Canary error budget remaining (30 d)"], ""))}
+
+    # A pair's ratio is NaN (no data) until a canary lands between two scrapes: the demo
+    # sends one every 10 s.
+    wait_for(lambda: all(v == v for v in canary_budget().values()), timeout=40)
+    canary = canary_budget()
+    assert canary.keys() == {"demo-starttls", "demo-implicit"}
+    assert canary["demo-starttls"] == 1
+    assert canary["demo-implicit"] < 0  # every canary in spam: 100x the budget, overspent
+    relay = {r["metric"]["relay"]: _number(r) for r in query(
+        prometheus, _concrete(budget["Relay error budget remaining (30 d)"], ""))}
+    assert set(DEMO_RELAYS) <= relay.keys()
+    assert relay["demo-wrong-tls-mode"] < 0
+    assert relay["demo-starttls"] == relay["demo-wrong-password"] == 1
+    for title in ("Canary burn rate", "Relay burn rate"):
+        rows = query(prometheus, _concrete(panels[f"overview.json: {title}"], ""))
+        assert rows and all(_number(r) == _number(r) for r in rows), title  # no NaN
+
+
+def test_burn_rate_alerts_fire_for_the_demos_failures(prometheus: str) -> None:
+    """The demo's spam-filed canaries and its misconfigured relay fire the fast burn-rate
+    alerts (severity page) for exactly those, and nothing healthy does."""
+    def firing() -> dict[str, set[tuple[str, str]]]:
+        alerts = json.loads(http(prometheus + "/api/v1/alerts")[1])["data"]["alerts"]
+        found: dict[str, set[tuple[str, str]]] = {}
+        for a in alerts:
+            labels = a["labels"]
+            if "SLO" in labels["alertname"] and a["state"] == "firing":
+                found.setdefault(labels["alertname"], set()).add(
+                    (labels["relay"], labels.get("mailbox", "")))
+                assert labels["severity"] in {"page", "ticket"}
+        return found
+
+    wait_for(lambda: {"SMTPCanarySLOFastBurn", "SMTPRelaySLOFastBurn"} <= firing().keys(),
+             timeout=30)
+    found = firing()
+    assert found["SMTPCanarySLOFastBurn"] == {("demo-implicit", "demo-mailbox")}
+    assert found["SMTPRelaySLOFastBurn"] == {("demo-wrong-tls-mode", "")}

@@ -41,6 +41,22 @@ def uid(alert: str) -> str:
     return f"smtp-{words}".lower()
 
 
+def recording_rules(doc: dict[str, Any]) -> dict[str, str]:
+    """Return {recorded name: expression} of every recording rule in the rules document."""
+    return {str(rule["record"]): str(rule["expr"]).strip()
+            for group in doc["groups"] for rule in group["rules"] if "record" in rule}
+
+
+def inline(expr: str, records: dict[str, str]) -> str:
+    """Return expr with every recorded series it reads replaced by the recording rule's own
+    expression in parentheses, so Grafana needs no recording rules in Prometheus."""
+    expr = expr.strip()
+    for name, recorded in records.items():
+        pattern = rf"(?<![\w:]){re.escape(name)}(?![\w:])"
+        expr = re.sub(pattern, "(" + recorded.replace("\\", "\\\\") + ")", expr)
+    return expr
+
+
 def condition_expr(expr: str) -> str:
     """Return expr rewritten to yield 1 for every series the Prometheus alert fires for."""
     expr = expr.strip()
@@ -63,11 +79,13 @@ def _query(ref: str, expr: str) -> dict[str, Any]:
     }
 
 
-def grafana_rule(alert: dict[str, Any]) -> dict[str, Any]:
-    """Return the Grafana-managed rule equivalent to one Prometheus alerting rule."""
+def grafana_rule(alert: dict[str, Any], records: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return the Grafana-managed rule equivalent to one Prometheus alerting rule; recorded
+    series in its expression are written out (see inline)."""
     annotations = {key: annotation(str(value)) for key, value in alert["annotations"].items()}
+    expr = inline(alert["expr"], records or {})
     data = [
-        _query("A", condition_expr(alert["expr"])),
+        _query("A", condition_expr(expr)),
         {
             "refId": "B",
             "datasourceUid": EXPR_UID,
@@ -86,7 +104,7 @@ def grafana_rule(alert: dict[str, Any]) -> dict[str, Any]:
     ]
     if any(_VALUE.search(str(value)) for value in alert["annotations"].values()):
         # The condition's value is always 1; D carries the value Prometheus' $value shows.
-        data.append(_query("D", alert["expr"].strip()))
+        data.append(_query("D", expr))
     return {
         "uid": uid(alert["alert"]),
         "title": alert["alert"],
@@ -112,7 +130,7 @@ def build(rules_path: Path = RULES) -> dict[str, Any]:
                 "name": "smtp-canary-exporter",
                 "folder": "SMTP canary",
                 "interval": "1m",
-                "rules": [grafana_rule(alert) for alert in alerts],
+                "rules": [grafana_rule(alert, recording_rules(doc)) for alert in alerts],
             }
         ],
     }
