@@ -4,14 +4,22 @@ the transcripts the page and /status.json show."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import html
 import json
 import re
+import urllib.request
+from pathlib import Path
 
+from exporter.app import App
 from exporter.model import Phase, Reason, TranscriptLine
 from exporter.relay import RelayInfo, RelayResult, ResultStore, Snapshot
 from exporter.web.statusjson import status_document, status_json
 from exporter.web.statuspage import render_status_page
+from tests.conftest import ENV, write_config
+from tests.helpers import http
+from tests.servers.scripted import refused_port
 
 T0 = 1_800_000_000.0
 
@@ -47,7 +55,7 @@ def _text(page: str) -> str:
 
 def _rows(page: str) -> list[str]:
     """The relay names in the table, in order."""
-    return re.findall(r"<tr><td><b>(relay-\d+)</b>", page)
+    return re.findall(r"<tr><td><b>(relay-\d+)</b><br>", page)
 
 
 def test_failing_relays_come_first_then_the_rest_by_name_one_page_at_a_time() -> None:
@@ -168,3 +176,33 @@ def test_a_relay_without_a_probe_is_listed_but_neither_failing_nor_ok() -> None:
     assert "waiting for first probe" in render_status_page(snap)
     assert "none to show" in _text(render_status_page(snap, query="state=ok"))
     assert "none to show" in _text(render_status_page(snap, query="state=failing"))
+
+
+async def test_the_server_passes_the_filter_and_gzips_the_page(tmp_path: Path) -> None:
+    """GET /?q=... and /status.json?state=... over HTTP filter as the functions do, and a
+    browser that accepts gzip gets the page and the document compressed."""
+    port = refused_port()
+    cfg = write_config(tmp_path / "config.yaml",
+                       *({"name": n, "port": port, "tls": "none", "interval": "1h"}
+                         for n in ("alpha", "beta", "gamma")))
+    app = App(str(cfg), listen=("127.0.0.1", 0), environ=ENV)
+    await app.start()
+    try:
+        assert app.web is not None
+        base = f"http://127.0.0.1:{app.web.port}"
+        status, page, _ = await asyncio.to_thread(http, base + "/?q=ET")
+        assert status == 200 and _rows_named(page) == ["beta"]
+        assert "alpha" not in page  # nor in the DNS rows, which follow the relays shown
+        _, doc, _ = await asyncio.to_thread(http, base + "/status.json?q=amm")
+        assert [r["relay"] for r in json.loads(doc)] == ["gamma"]
+        for path in ("/?q=a", "/status.json"):
+            req = urllib.request.Request(base + path, headers={"Accept-Encoding": "gzip"})
+            with await asyncio.to_thread(urllib.request.urlopen, req, timeout=5) as resp:
+                assert resp.headers["Content-Encoding"] == "gzip"
+                assert b"alpha" in gzip.decompress(resp.read())
+    finally:
+        await app.stop()
+
+
+def _rows_named(page: str) -> list[str]:
+    return re.findall(r"<tr><td><b>([a-z]+)</b><br>", page)
