@@ -120,6 +120,7 @@ def measure(count: int, probes: int, *, trace: bool = False) -> dict[str, Any]:
     store = ResultStore()
     store.configure(relay_infos(config), warnings=(), source="bench")
     configured = _traced()
+    rss_configured = rss_mib()
     names = [r.name for r in config.relays]
     for seq in range(probes):
         for i, name in enumerate(names):
@@ -159,6 +160,7 @@ def measure(count: int, probes: int, *, trace: bool = False) -> dict[str, Any]:
         "tracemalloc_store_per_relay": round((filled - configured) / count),
         "rss_mib": round(rss_filled, 1),
         "rss_growth_per_relay": round((rss_filled - rss_before) * 2**20 / count),
+        "rss_config_per_relay": round((rss_configured - rss_before) * 2**20 / count),
         "rss_after_renders_mib": round(rss_mib(), 1), "render": timings,
     }
 
@@ -195,7 +197,8 @@ def main() -> None:
              else _alone(count, args.probes, trace=args.tracemalloc))
         results.append(r)
         print(f"\n{count:,} relays, {args.probes} results each: RSS {r['rss_mib']} MiB "
-              f"({r['rss_growth_per_relay']:,} B/relay for config and store), "
+              f"({r['rss_growth_per_relay']:,} B/relay for config and store, "
+              f"{r['rss_config_per_relay']:,} of them after loading the config), "
               f"{r['rss_after_renders_mib']} MiB after the renders")
         if args.tracemalloc:
             print(f"  tracemalloc: {r['tracemalloc_config_per_relay']:,} B/relay config, "
