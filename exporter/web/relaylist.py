@@ -3,6 +3,7 @@ relays first, one page of them (``page``), and the links that keep the filter.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, urlencode
@@ -13,6 +14,7 @@ __all__ = ["PAGE_SIZE", "STATES", "PageQuery", "RelayPage", "is_failing", "selec
 
 PAGE_SIZE = 100
 STATES = ("all", "failing", "ok")
+_PAGE = re.compile("[0-9]{1,9}")
 _MAX_Q = 200  # a longer filter matches nothing a relay name or host could hold anyway
 
 
@@ -41,7 +43,7 @@ class PageQuery:
         return cls(
             q=first("q").strip()[:_MAX_Q],
             state=state if state in STATES else "all",
-            page=int(page) if page.isdigit() and 0 < int(page) < 10**9 else 1,
+            page=max(1, int(page)) if _PAGE.fullmatch(page) else 1,
         )
 
     @property

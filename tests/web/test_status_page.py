@@ -73,6 +73,9 @@ def test_failing_relays_come_first_then_the_rest_by_name_one_page_at_a_time() ->
     # a page past the end shows the last one; nonsense is page 1
     assert _rows(render_status_page(snap, query="page=99")) == _rows(last)
     assert _rows(render_status_page(snap, query="page=-2&state=bogus")) == rows
+    for nonsense in ("page=%C2%B2", "page=" + "9" * 5000, "page=0", "page=&page=2"):
+        assert len(_rows(render_status_page(snap, query=nonsense))) == 100, nonsense
+    assert "none to show" in _text(render_status_page(snap, query="q=%ff"))  # not UTF-8
 
 
 def test_filter_by_name_or_host_and_by_state() -> None:
