@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from html import escape
+from urllib.parse import quote
 
 from exporter import __version__
 from exporter.canary import CanarySnapshot, DeliveryPath
@@ -77,8 +78,14 @@ def _relay_row(name: str, view: RelayView, now: float) -> str:
         f"<td>{escape(hint or '')}"
         f"{'<br><small>' + escape(last.reply or '') + '</small>' if last and last.reason else ''}"
         f"</td>{_phase_cells(last)}{_tls_cell(view, now)}<td>{escape(ago)}<br>"
-        f"<small>{view.probes} probes, {sum(view.failures.values())} failed</small></td></tr>"
+        f"<small>{view.probes} probes, {sum(view.failures.values())} failed</small>"
+        f"{_transcript_link(name) if view.last_failure else ''}</td></tr>"
     )
+
+
+def _transcript_link(name: str) -> str:
+    """To the relay's last failure below: with a hundred on a page, a long way down."""
+    return f'<br><small><a href="#{escape(quote("fail-" + name))}">last failure</a></small>'
 
 
 def _failure_section(name: str, failure: RelayResult) -> str:
