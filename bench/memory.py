@@ -1,16 +1,16 @@
 """Memory: the bytes each relay holds in the exporter, by component, and the status page's cost.
 
 Builds the config of N STARTTLS + AUTH PLAIN relays, fills a ResultStore with ``--probes``
-synthetic but realistic results per relay (nine phase timings, TLS facts, a 17-line
-transcript made of fresh strings as a probe makes them; one relay in ten failing its last
-probe at AUTH), then prints for each N:
+synthetic but realistic results per relay (seven phase timings, TLS facts, a 17-line
+transcript made of fresh strings as a probe makes them; one relay in five failing once
+mid-way, one in ten failing its last probe at AUTH), then prints for each N:
 
 - bytes per relay by component: the config's RelayConfig, and each field of the store's
   RelayView (deep size; an object shared by two components counts once, for the first);
 - the process's RSS, and its growth per relay while config and store filled (with
   ``--tracemalloc``, the allocations counted as well);
-- the time to render the status page (its first page, and a filtered one) and /status.json,
-  and their sizes.
+- the time to render the status page (its first and last page, two filtered ones) and
+  /status.json (whole, and filtered), and their sizes; the median of 3.
 
 No network; nothing is probed.
 
