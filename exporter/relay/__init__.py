@@ -3,6 +3,7 @@ reports of the probe command."""
 
 from __future__ import annotations
 
+from exporter.relay.history import History, PastProbe
 from exporter.relay.metrics import probe_families, relay_families
 from exporter.relay.multitarget import TargetProber
 from exporter.relay.probe import probe_relay
@@ -12,6 +13,8 @@ from exporter.relay.scheduler import ProbeFn, Scheduler
 from exporter.relay.store import RelayInfo, RelayView, ResultStore, Snapshot
 
 __all__ = [
+    "History",
+    "PastProbe",
     "ProbeFn",
     "RelayInfo",
     "RelayResult",

@@ -29,16 +29,17 @@ def status_word(result: RelayResult) -> str:
 
 
 def result_to_dict(result: RelayResult, *, transcript: bool = True) -> dict[str, Any]:
-    """The JSON object of one probe: stable keys, seconds for durations, RFC 3339 times."""
+    """The JSON object of one probe: stable keys, seconds for durations, RFC 3339 times.
+    Every string in it has been through ``visible``; the keys are the product's own."""
     tls = result.tls
     out: dict[str, Any] = {
-        "relay": result.relay,
+        "relay": _shown(result.relay),
         "success": result.success,
         "reason": result.reason.value if result.reason else None,
-        "hint": result.hint,
-        "cause": result.cause,
-        "detail": result.detail,
-        "reply": result.reply,
+        "hint": _shown(result.hint),
+        "cause": _shown(result.cause),
+        "detail": _shown(result.detail),
+        "reply": _shown(result.reply),
         "failed_phase": result.failed_phase.value if result.failed_phase else None,
         "expected": result.expected.value if result.expected else None,
         "observed": result.observed.value if result.observed else None,
@@ -46,33 +47,29 @@ def result_to_dict(result: RelayResult, *, transcript: bool = True) -> dict[str,
         "duration": round(result.duration, 6),
         "phases": {p.value: round(s, 6) for p, s in result.phases.items()},
         "tls": None if tls is None else {
-            "version": tls.version,
-            "cipher": tls.cipher,
+            "version": _shown(tls.version),
+            "cipher": _shown(tls.cipher),
             "verified": tls.verified,
             "not_after": iso_time(tls.not_after),
             "not_after_timestamp": tls.not_after,
-            "issuer": tls.issuer,
-            "subject": tls.subject,
+            "issuer": _shown(tls.issuer),
+            "subject": _shown(tls.subject),
         },
-        "auth_mechanisms": list(result.auth_mechanisms),
+        "auth_mechanisms": [_shown(m) for m in result.auth_mechanisms],
     }
     if transcript:
         out["transcript"] = [
-            {"t": line.offset, "dir": line.direction, "line": line.text}
+            {"t": line.offset, "dir": _shown(line.direction), "line": _shown(line.text)}
             for line in result.transcript
         ]
-    return {key: _visible(value) for key, value in out.items()}
+    return out
 
 
-def _visible(value: Any) -> Any:
-    """Every string in a JSON value (keys too) through ``visible``."""
-    if isinstance(value, str):
-        return visible(value)
-    if isinstance(value, dict):
-        return {visible(str(k)): _visible(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_visible(v) for v in value]
-    return value
+def _shown(text: str | None) -> str | None:
+    """``text`` through ``visible``; printable ASCII, nearly every string, is kept as it is."""
+    if text is None or (text.isascii() and text.isprintable()):
+        return text
+    return visible(text)
 
 
 _TABLE_PHASES = [p for p in Phase if p is not Phase.DATA]

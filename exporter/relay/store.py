@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from exporter.config import ONE_SHARD, Shard
 from exporter.histogram import Histogram
 from exporter.model import Phase, Reason, TLSInfo
+from exporter.relay.history import History
 from exporter.relay.result import RelayResult
 
 __all__ = [
@@ -19,7 +20,8 @@ __all__ = [
     "Snapshot",
 ]
 
-RECENT = 60
+RECENT = 60  # probes the status page's chart shows per relay
+NO_HISTORY = History(RECENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class RelayView:
     probes: int = 0
     failures: Mapping[Reason, int] = field(default_factory=dict)
     phases: Mapping[Phase, Histogram] = field(default_factory=dict)
-    recent: tuple[RelayResult, ...] = ()
+    recent: History = NO_HISTORY  # the last probes, compact: no transcripts
     tls: TLSInfo | None = None
     token_expiry: float | None = None
     token_refresh_failures: int = 0
@@ -116,9 +118,9 @@ class ResultStore:
             phases = dict(view.phases)
             for phase, seconds in result.phases.items():
                 phases[phase] = phases.get(phase, Histogram()).observe(seconds)
-            failures = dict(view.failures)
+            failures = view.failures
             if result.reason is not None:
-                failures[result.reason] = failures.get(result.reason, 0) + 1
+                failures = {**failures, result.reason: failures.get(result.reason, 0) + 1}
             self._relays[result.relay] = replace(
                 view,
                 last=result,
@@ -126,7 +128,7 @@ class ResultStore:
                 probes=view.probes + 1,
                 failures=failures,
                 phases=phases,
-                recent=(*view.recent[-(RECENT - 1):], result),
+                recent=view.recent.add(result),
                 tls=result.tls or view.tls,
             )
 

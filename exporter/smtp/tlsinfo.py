@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import warnings
 from functools import lru_cache
 
@@ -57,8 +58,9 @@ def tls_info(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, *, verified: bool
         return None
     cipher = ssl_object.cipher()
     info = TLSInfo(
-        version=ssl_object.version() or "unknown",
-        cipher=cipher[0] if cipher else "unknown",
+        # one string per TLS version and cipher in the process, not one per probe
+        version=sys.intern(ssl_object.version() or "unknown"),
+        cipher=sys.intern(cipher[0] if cipher else "unknown"),
         verified=verified,
     )
     der = ssl_object.getpeercert(binary_form=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from html import escape
 
 from exporter.model import Phase
-from exporter.relay import RelayResult
+from exporter.relay import PastProbe
 
 __all__ = ["PHASE_COLORS", "latency_chart", "phase_chart", "phase_legend"]
 
@@ -22,7 +22,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def phase_chart(results: Sequence[RelayResult]) -> str:
+def phase_chart(results: Sequence[PastProbe]) -> str:
     """One stacked bar per recent probe, each phase in its colour; failed probes in red."""
     if not results:
         return ""

@@ -4,7 +4,6 @@ status page."""
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import re
 import socket
@@ -25,7 +24,7 @@ from exporter.peertext import clean
 from exporter.relay import Snapshot
 from exporter.web.guard import WebGuard, cross_site
 from exporter.web.probe import HEADER, ProbeEndpoint
-from exporter.web.statusjson import status_document
+from exporter.web.statusjson import status_json
 from exporter.web.statuspage import render_status_page
 
 __all__ = ["WebServer", "parse_listen_address"]
@@ -305,12 +304,12 @@ def _make_handler(
             elif path == "/-/reload":
                 self._text(405, "Use POST to reload the configuration.\n", Allow="POST")
             elif path == "/status.json":
-                body = status_document(snapshot(), canaries() if canaries else None)
-                self._send(200, json.dumps(body, indent=2).encode(), "application/json")
+                body = status_json(snapshot(), canaries() if canaries else None, query=query)
+                self._compressible(body, "application/json")
             elif path in ("/", "/index.html"):
                 page = render_status_page(snapshot(), canaries() if canaries else None,
-                                          dns() if dns else None)
-                self._send(200, page.encode("utf-8"), "text/html; charset=utf-8")
+                                          dns() if dns else None, query=query)
+                self._compressible(page.encode("utf-8"), "text/html; charset=utf-8")
             else:
                 self._text(404, "Not found. Try /metrics or /.\n")
 
@@ -351,5 +350,13 @@ def _make_handler(
                 body = gzip.compress(body, compresslevel=5)
                 extra["Content_Encoding"] = "gzip"
             self._send(200, body, content_type, **extra)
+
+        def _compressible(self, body: bytes, content_type: str) -> None:
+            """200 with ``body``, gzipped (fast) for a client that accepts it."""
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                self._send(200, gzip.compress(body, compresslevel=1), content_type,
+                           Content_Encoding="gzip")
+            else:
+                self._send(200, body, content_type)
 
     return Handler

@@ -1,27 +1,43 @@
 """The ``/status.json`` document: each relay's last probe, and the last canary it sent to each
-mailbox with that canary's delivery path."""
+mailbox with that canary's delivery path; ``q`` and ``state`` in the query string pick relays
+as on the status page."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from exporter.canary import CanarySnapshot, path_to_dict
 from exporter.relay import Snapshot, iso_time, result_to_dict
+from exporter.web.relaylist import PageQuery
 
-__all__ = ["status_document"]
+__all__ = ["status_document", "status_json"]
 
 
-def status_document(snap: Snapshot, canaries: CanarySnapshot | None) -> list[dict[str, Any]]:
+def status_json(snap: Snapshot, canaries: CanarySnapshot | None, *, query: str = "") -> bytes:
+    """The document as compact JSON, encoded one relay at a time: at 10,000 relays it never
+    holds every relay's objects at once."""
+    return b"[" + b", ".join(json.dumps(entry).encode()
+                             for entry in _entries(snap, canaries, query)) + b"]"
+
+
+def status_document(snap: Snapshot, canaries: CanarySnapshot | None, *, query: str = ""
+                    ) -> list[dict[str, Any]]:
     """One object per relay, in the ``probe --output json`` shape; a relay that sends canaries
-    also has ``canaries``: per mailbox, the last one seen and its path."""
-    body: dict[str, dict[str, Any]] = {
-        name: result_to_dict(v.last) if v.last else {"relay": name, "success": None}
-        for name, v in sorted(snap.relays.items())
-    }
+    also has ``canaries``: per mailbox, the last one seen and its path. Without ``q`` or
+    ``state`` in ``query``, every relay."""
+    return list(_entries(snap, canaries, query))
+
+
+def _entries(snap: Snapshot, canaries: CanarySnapshot | None, query: str
+             ) -> Iterator[dict[str, Any]]:
+    """The relays in name order, then relays known only by their canaries."""
+    wanted = PageQuery.parse(query)
+    sent: dict[str, list[dict[str, Any]]] = {}
     for (relay, mailbox), pair in sorted((canaries.pairs if canaries else {}).items()):
-        entry = body.setdefault(relay, {"relay": relay, "success": None})
         last = pair.last
-        entry.setdefault("canaries", []).append({
+        sent.setdefault(relay, []).append({
             "mailbox": mailbox,
             "last": None if last is None else {
                 "token": last.token,
@@ -34,8 +50,18 @@ def status_document(snap: Snapshot, canaries: CanarySnapshot | None) -> list[dic
                 "path": None if last.path is None else path_to_dict(last.path),
             },
         })
-    document = list(body.values())
-    if snap.shard.sharded:  # each relay says which shard probes it
-        document = [{**r, "shard": snap.shard.index, "total_shards": snap.shard.total}
-                    for r in document]
-    return document
+    shard = ({"shard": snap.shard.index, "total_shards": snap.shard.total}
+             if snap.shard.sharded else {})  # each relay says which shard probes it
+    for name, view in sorted(snap.relays.items()):
+        if wanted.filtered and not wanted.matches(name, view):
+            continue
+        entry: dict[str, Any] = (result_to_dict(view.last) if view.last
+                                 else {"relay": name, "success": None})
+        if name in sent:
+            entry["canaries"] = sent[name]
+        yield entry | shard
+    if wanted.filtered:
+        return
+    for relay, entries in sent.items():
+        if relay not in snap.relays:
+            yield {"relay": relay, "success": None, "canaries": entries} | shard

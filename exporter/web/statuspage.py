@@ -1,9 +1,11 @@
-"""The status page at ``/``: each relay, its last result, the transcript of its last failure."""
+"""The status page at ``/``: each relay, its last result, the transcript of its last failure;
+one page of relays at a time, failing ones first, filtered by the query string."""
 
 from __future__ import annotations
 
 import time
 from html import escape
+from urllib.parse import quote
 
 from exporter import __version__
 from exporter.canary import CanarySnapshot, DeliveryPath
@@ -11,6 +13,7 @@ from exporter.dns import DNSSnapshot, DomainReport, RelayDNSReport
 from exporter.model import Phase
 from exporter.relay import RelayResult, RelayView, Snapshot, iso_time, status_word
 from exporter.web.charts import latency_chart, phase_chart, phase_legend
+from exporter.web.relaylist import STATES, PageQuery, RelayPage, select_relays
 
 __all__ = ["render_status_page"]
 
@@ -25,6 +28,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .warn{background:#fff8c5;padding:.4em .8em;border-left:4px solid #d4a72c;margin:.3em 0}
 pre{background:#f6f8fa;padding:.6em;overflow:auto;font-size:12px}
 small{color:#666}
+form{margin:.5em 0}nav{margin:.5em 0}nav a,nav span{margin-right:.8em}
 """
 
 
@@ -68,14 +72,20 @@ def _relay_row(name: str, view: RelayView, now: float) -> str:
     verify = "" if i.tls_verify or i.tls == "none" else ' <b class="fail">tls_verify off</b>'
     return (
         f"<tr><td><b>{escape(name)}</b><br><small>{escape(where)}</small>{verify}"
-        f"<br>{phase_chart(view.recent)}</td>"
+        f"<br>{phase_chart(list(view.recent))}</td>"
         f"{_status_cell(view)}<td>{escape(reason)}"
         f"{'<br><small>' + escape(cause) + '</small>' if cause else ''}</td>"
         f"<td>{escape(hint or '')}"
         f"{'<br><small>' + escape(last.reply or '') + '</small>' if last and last.reason else ''}"
         f"</td>{_phase_cells(last)}{_tls_cell(view, now)}<td>{escape(ago)}<br>"
-        f"<small>{view.probes} probes, {sum(view.failures.values())} failed</small></td></tr>"
+        f"<small>{view.probes} probes, {sum(view.failures.values())} failed</small>"
+        f"{_transcript_link(name) if view.last_failure else ''}</td></tr>"
     )
+
+
+def _transcript_link(name: str) -> str:
+    """To the relay's last failure below: with a hundred on a page, a long way down."""
+    return f'<br><small><a href="#{escape(quote("fail-" + name))}">last failure</a></small>'
 
 
 def _failure_section(name: str, failure: RelayResult) -> str:
@@ -175,12 +185,14 @@ def _path_line(path: DeliveryPath) -> str:
             + "".join(unparsed))
 
 
-def _dns_section(dns: DNSSnapshot | None) -> str:
+def _dns_section(dns: DNSSnapshot | None, shown: set[str]) -> str:
+    """Every domain, and the relays of this page."""
     if dns is None or not (dns.domains or dns.relays):
         return ""
     rows = []
     reports: list[tuple[str, DomainReport | RelayDNSReport | None]] = [
-        *sorted(dns.domains.items()), *sorted(dns.relays.items())]
+        *sorted(dns.domains.items()),
+        *sorted((name, report) for name, report in dns.relays.items() if name in shown)]
     for subject, report in reports:
         if report is None:
             rows.append(f'<tr><td><b>{escape(subject)}</b></td><td colspan="3" class="wait">'
@@ -208,11 +220,50 @@ def _where(snap: Snapshot) -> str:
     return "".join(part + " · " for part in parts)
 
 
+def _filter_form(query: PageQuery) -> str:
+    """A GET form: the filter works without JavaScript, and the address can be shared."""
+    options = "".join(
+        f'<option value="{s}"{" selected" if s == query.state else ""}>{s}</option>'
+        for s in STATES)
+    clear = ' <a href="/">show all</a>' if query.filtered else ""
+    return (f'<form method="get" action="/"><input type="search" name="q" size="30" '
+            f'value="{escape(query.q)}" placeholder="relay name or host" aria-label="filter">'
+            f' <select name="state" aria-label="state">{options}</select> '
+            f'<button type="submit">Filter</button>{clear}</form>')
+
+
+def _counts(page: RelayPage) -> str:
+    """"12 failing of 10,000 relays; 230 match “mx”; showing 1 to 100"."""
+    text = f"{page.failing:,} failing of {page.total:,} relays"
+    if page.query.filtered:
+        what = " and ".join(x for x in (
+            f"state {page.query.state}" if page.query.state != "all" else "",
+            f"“{page.query.q}”" if page.query.q else "") if x)
+        text += f"; {page.matched:,} match {what}"
+    shown = f"showing {page.first:,}&ndash;{page.last:,}" if page.rows else "none to show"
+    return f"<p>{escape(text)}; {shown}</p>"
+
+
+def _pager(page: RelayPage) -> str:
+    """First, previous, next and last page links; each keeps the filter."""
+    if page.pages == 1:
+        return ""
+    at, q = page.query.page, page.query
+    links = [(1, "&laquo; first"), (at - 1, "&lsaquo; previous"), (at + 1, "next &rsaquo;"),
+             (page.pages, "last &raquo;")]
+    parts = [f'<a href="{escape(q.link(n))}">{label}</a>' if 1 <= n <= page.pages and n != at
+             else f"<span>{label}</span>" for n, label in links]
+    parts.insert(2, f"<span>page {at:,} of {page.pages:,}</span>")
+    return f'<nav aria-label="pages">{"".join(parts)}</nav>'
+
+
 def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
-                       dns: DNSSnapshot | None = None) -> str:
-    """The whole page as one HTML string; every value from the config or a server is escaped."""
+                       dns: DNSSnapshot | None = None, *, query: str = "") -> str:
+    """The whole page as one HTML string; every value from the config or a server is escaped.
+    ``query`` is the request's query string: ``q``, ``state`` and ``page`` pick the relays."""
     now = time.time()
-    rows = "".join(_relay_row(n, v, now) for n, v in sorted(snap.relays.items()))
+    page = select_relays(snap.relays, PageQuery.parse(query))
+    rows = "".join(_relay_row(n, v, now) for n, v in page.rows)
     phase_heads = "".join(f"<th>{p.value} ms</th>" for p in Phase)
     warnings = "".join(f'<div class="warn">{escape(w)}</div>' for w in snap.warnings)
     reload = "" if snap.reload_ok else (
@@ -220,10 +271,9 @@ def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
         "is still running. See the log.</div>"
     )
     failures = "".join(
-        _failure_section(n, v.last_failure)
-        for n, v in sorted(snap.relays.items())
-        if v.last_failure is not None
+        _failure_section(n, v.last_failure) for n, v in page.rows if v.last_failure is not None
     )
+    of_these = " of the relays above" if page.pages > 1 or page.query.filtered else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
 <title>smtp-canary-exporter</title><style>{_CSS}</style></head><body>
@@ -233,14 +283,16 @@ def render_status_page(snap: Snapshot, canaries: CanarySnapshot | None = None,
 <a href="/status.json">status.json</a></small></p>
 {reload}{warnings}
 <h2>Relays</h2>
+{_filter_form(page.query)}{_counts(page)}{_pager(page)}
 <p><small>Bars: the last probes' phases, {phase_legend()}; a red foot marks a failure.</small></p>
 <table><tr><th>relay</th><th>result</th><th>reason / cause</th><th>hint / reply</th>{phase_heads}
 <th>TLS</th><th>last probe</th></tr>
 {rows}</table>
+{_pager(page)}
 {_canary_section(canaries, now)}
-{_dns_section(dns)}
-<h2>Last failed probes</h2>
-{failures or "<p>No probe has failed.</p>"}
+{_dns_section(dns, {name for name, _ in page.rows})}
+<h2>Last failed probes{of_these}</h2>
+{failures or f"<p>No probe{of_these} has failed.</p>"}
 </body></html>
 """
 
