@@ -56,17 +56,20 @@ async def get(url: str, **kw: Any) -> tuple[int, str, dict[str, str]]:
 
 
 async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
-    """Before any probe: success 0, every reason's counter 0, every phase histogram empty;
-    an unsharded exporter is shard 0 of 1."""
+    """Before any probe: success 0, the probe duration histogram empty, no failure reason
+    and no phase timing yet (they appear once a probe has one); an unsharded exporter is
+    shard 0 of 1."""
     _, base = await running({"name": "a", "port": refused_port(), "interval": "1h",
                              "tls": "none"})
     _, text, _ = await get(base + "/metrics")
     assert value(text, "smtp_probe_success", relay="a") == 0
+    assert value(text, "smtp_probe_total_duration_seconds_count", relay="a") == 0
+    assert value(text, "smtp_probe_total_duration_seconds_bucket", relay="a", le="+Inf") == 0
     for reason in Reason:
-        assert value(text, "smtp_probe_failures_total", relay="a", reason=reason.value) == 0
+        assert value(text, "smtp_probe_failures_total", relay="a", reason=reason.value) is None
     for phase in Phase:
-        assert value(text, "smtp_probe_phase_duration_seconds_count", relay="a",
-                     phase=phase.value) == 0
+        assert value(text, "smtp_probe_phase_duration_seconds", relay="a",
+                     phase=phase.value) is None
     assert value(text, "smtp_probe_last_run_timestamp_seconds", relay="a") == 0
     assert value(text, "smtp_exporter_config_last_reload_successful") == 1
     assert value(text, "smtp_exporter_shard_info", shard="0", total_shards="1") == 1
@@ -91,17 +94,18 @@ async def test_metrics_after_real_probes(
     assert value(text, "smtp_probe_success", relay="good") == 1
     assert value(text, "smtp_probe_success", relay="bad") == 0
     assert (value(text, "smtp_probe_failures_total", relay="bad", reason="auth_failed") or 0) >= 2
-    assert value(text, "smtp_probe_failures_total", relay="good", reason="auth_failed") == 0
+    assert [k for k in samples(text) if k[0] == "smtp_probe_failures_total"] == [
+        ("smtp_probe_failures_total", frozenset({("relay", "bad"), ("reason", "auth_failed")}))]
     failing = [k for k in samples(text) if k[0] == "smtp_probe_last_failure_info"]
     assert failing == [("smtp_probe_last_failure_info", frozenset({
         ("relay", "bad"), ("reason", "auth_failed"), ("phase", "auth"),
         ("hint", "credentials refused: check username and password (app password or API key, "
                  "no trailing space)"), ("cause", "")}))]
     for phase in ("resolve", "connect", "greeting", "ehlo", "tls", "auth", "quit"):
-        assert (value(text, "smtp_probe_phase_duration_seconds_count", relay="good",
-                      phase=phase) or 0) >= 2
-    assert value(text, "smtp_probe_phase_duration_seconds_count", relay="good",
-                 phase="rcpt") == 0
+        assert (value(text, "smtp_probe_phase_duration_seconds", relay="good",
+                      phase=phase) or 0) > 0
+    assert value(text, "smtp_probe_phase_duration_seconds", relay="good", phase="rcpt") is None
+    assert (value(text, "smtp_probe_total_duration_seconds_count", relay="good") or 0) >= 2
     not_after = value(text, "smtp_tls_cert_not_after_timestamp_seconds", relay="good")
     assert not_after is not None and not_after > time.time()
     assert value(text, "smtp_tls_cert_verified", relay="good") == 1

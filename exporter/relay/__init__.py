@@ -3,6 +3,7 @@ reports of the probe command."""
 
 from __future__ import annotations
 
+from exporter.relay.exposition import RelayBlocks
 from exporter.relay.metrics import probe_families, relay_families
 from exporter.relay.multitarget import TargetProber
 from exporter.relay.probe import probe_relay
@@ -13,6 +14,7 @@ from exporter.relay.store import RelayInfo, RelayView, ResultStore, Snapshot
 
 __all__ = [
     "ProbeFn",
+    "RelayBlocks",
     "RelayInfo",
     "RelayResult",
     "RelayView",
