@@ -3,6 +3,7 @@ headers, label values, sample values, and the join of pre-rendered blocks into c
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,15 @@ __all__ = ["CHUNK", "Spec", "esc", "gzip_chunks", "join_blocks", "num"]
 # kept to well under a millisecond so the event loop's probes are not held up.
 CHUNK = 512
 
-# A sample value as prometheus_client writes it (Go's float format: 1.0, 1.7e+09, +Inf).
-num: Callable[[float], str] = floatToGoString
+_GO_FLOAT: Callable[[float], str] = floatToGoString
+
+
+def num(value: float) -> str:
+    """A sample value as prometheus_client writes it (Go's float format: 1.0, 1.7e+09, +Inf);
+    below a million (no NaN, no -Inf) that is Python's repr, without a function of its own."""
+    if -math.inf < value < 1e6:
+        return repr(float(value))
+    return _GO_FLOAT(value)
 
 
 def esc(value: str) -> str:

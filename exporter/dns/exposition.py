@@ -24,8 +24,8 @@ def _status(subject: str, relay: str, names: tuple[CheckName, ...],
         if now is None:
             continue
         ok = "1.0" if now is CheckStatus.OK else "0.0"
-        status.append(f'smtp_dns_check_status{{check="{name.value}",{d}}} {ok}\n')
-        info.append(f'smtp_dns_check_info{{check="{name.value}",{d},status="{now.value}"}} 1.0\n')
+        status.append(f'smtp_dns_check_status{{check="{name}",{d}}} {ok}\n')
+        info.append(f'smtp_dns_check_info{{check="{name}",{d},status="{now}"}} 1.0\n')
     return "".join(status), "".join(info)
 
 

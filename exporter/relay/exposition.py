@@ -3,6 +3,7 @@ relay's view changes; a scrape joins the blocks family by family."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -18,18 +19,22 @@ __all__ = ["RelayBlocks", "relay_block"]
 _REASONS = tuple(Reason)
 
 
-def _histogram(name: str, hist: Histogram, before: str, after: str) -> str:
-    """Bucket, count and sum lines; ``before`` and ``after`` are the labels sorting around
-    le (each with its comma)."""
+@functools.cache
+def _bounds(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    return tuple(f'le="{bound!r}",' for bound in bounds)
+
+
+def _histogram(name: str, hist: Histogram, after: str) -> str:
+    """Bucket, count and sum lines; ``after`` is the labels sorting after le."""
     out = []
     running = 0
-    for bound, n in zip(hist.bounds, hist.counts, strict=False):
+    bucket = name + "_bucket{"
+    for le, n in zip(_bounds(hist.bounds), hist.counts, strict=False):
         running += n
-        out.append(f'{name}_bucket{{{before}le="{bound!r}",{after}}} {num(running)}\n')
-    out.append(f'{name}_bucket{{{before}le="+Inf",{after}}} {num(hist.count)}\n')
-    rest = f"{before}{after}"
-    out.append(f"{name}_count{{{rest}}} {num(hist.count)}\n")
-    out.append(f"{name}_sum{{{rest}}} {num(hist.total)}\n")
+        out.append(f"{bucket}{le}{after}}} {num(running)}\n")
+    count = num(hist.count)
+    out.append(f'{bucket}le="+Inf",{after}}} {count}\n'
+               f"{name}_count{{{after}}} {count}\n{name}_sum{{{after}}} {num(hist.total)}\n")
     return "".join(out)
 
 
@@ -49,7 +54,7 @@ def relay_block(name: str, view: RelayView, *, openmetrics: bool) -> tuple[str, 
     for reason in _REASONS:
         count = view.failures.get(reason)
         if count is not None:
-            labels = f'{{reason="{reason.value}",{r}}}'
+            labels = f'{{reason="{reason}",{r}}}'
             failures.append(f"smtp_probe_failures_total{labels} {num(count)}\n")
             if openmetrics:
                 failures.append(f"smtp_probe_failures_created{labels} "
@@ -61,13 +66,13 @@ def relay_block(name: str, view: RelayView, *, openmetrics: bool) -> tuple[str, 
                    f'hint="{hint}",phase="{last.failed_phase or ""}",'
                    f'reason="{last.reason.value}",{r}}} 1.0\n')
     timed = last.phases if last else {}
-    phases = "".join(f'smtp_probe_phase_duration_seconds{{phase="{p.value}",{r}}} '
+    phases = "".join(f'smtp_probe_phase_duration_seconds{{phase="{p}",{r}}} '
                      f"{num(timed.get(p, 0.0))}\n" for p in view.reached)
-    total = _histogram("smtp_probe_total_duration_seconds", view.duration, "", r)
+    total = _histogram("smtp_probe_total_duration_seconds", view.duration, r)
     phase_hist = "".join(
         _histogram("smtp_probe_phase_latency_seconds",
-                   view.phases.get(p) or Histogram.empty(i.phase_buckets), "",
-                   f'phase="{p.value}",{r}')
+                   view.phases.get(p) or Histogram.empty(i.phase_buckets),
+                   f'phase="{p}",{r}')
         for p in i.phase_histograms)
     not_after = tls_info = verified = ""
     tls = view.tls

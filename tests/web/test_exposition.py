@@ -167,3 +167,17 @@ def test_gzip_of_chunks_is_one_stream() -> None:
     registry.register(collector)
     chunks, _ = collector.render(registry, "")
     assert gzip.decompress(b"".join(gzip_chunks(chunks))) == b"".join(chunks)
+
+
+def test_sample_values_read_as_prometheus_clients() -> None:
+    """Counts, durations, timestamps, a million probes and the special values are written as
+    prometheus_client writes them (1.0, 0.25, 1.7e+09, 1e+06, +Inf, NaN)."""
+    import math
+
+    from prometheus_client.utils import floatToGoString
+
+    from exporter.exposition import num
+
+    for v in (0, 1, 3, 0.1, 1e-7, 123456.7, 999999.99, 1e6, 1234567, 1.7e9, -5, -1e9,
+              math.inf, -math.inf, math.nan, 1e300, 2**53):
+        assert num(v) == floatToGoString(v), v  # type: ignore[no-untyped-call]

@@ -1,0 +1,144 @@
+"""How long a /metrics scrape takes at fleet scale, in text and OpenMetrics, gzip included.
+
+Builds a result store with N synthetic relays (default: 1,000 and 10,000), each as a default
+relay looks after a healthy probe: STARTTLS + AUTH on a host name, 7 phases timed, TLS facts,
+relay DNS checks (address, ptr, one blocklist). Then times, per format:
+
+- ``first``: the first scrape, which renders every relay's block;
+- ``steady``: a scrape after a quarter of the relays have a new result (a 60 s probe interval
+  scraped every 15 s), which renders those again and joins the rest;
+- ``unchanged``: a scrape with no new result;
+- ``gzip``: the steady scrape compressed as the server does for Accept-Encoding: gzip;
+- ``prometheus_client``: the same families written by prometheus_client's own encoder (the
+  way /metrics was written before blocks), for comparison.
+
+Each figure is the median of ``--repeat`` runs. Also prints the series per relay and the
+body sizes. Times are not asserted anywhere; nothing is contacted over the network.
+
+    python bench/exposition.py [--relays 1000 10000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.registry import CollectorRegistry
+
+from exporter.dns import DNSStore, RelayDNSReport
+from exporter.dns.result import CheckName, CheckStatus, DNSCheck
+from exporter.exposition import gzip_chunks
+from exporter.metrics import ExporterCollector
+from exporter.model import Phase, TLSInfo
+from exporter.relay import RelayInfo, RelayResult, ResultStore
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+REACHED = (Phase.RESOLVE, Phase.CONNECT, Phase.GREETING, Phase.EHLO, Phase.TLS, Phase.AUTH,
+           Phase.QUIT)
+CHECKS = (CheckName.ADDRESS, CheckName.PTR, CheckName.DNSBL)
+
+
+def probe(store: ResultStore, name: str, at: float) -> None:
+    store.record(RelayResult(
+        relay=name, success=True, started_at=at, duration=0.2 + (hash((name, at)) % 100) / 1e3,
+        phases={p: 0.001 * (k + 1) + (hash((name, at, p)) % 97) / 1e5
+                for k, p in enumerate(REACHED)},
+        tls=TLSInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", True, 1.8e9)))
+
+
+def fleet(n: int) -> tuple[ResultStore, DNSStore, list[str]]:
+    names = [f"relay-{i:05d}" for i in range(n)]
+    store, dns = ResultStore(), DNSStore()
+    store.configure([RelayInfo(name=name, host=f"{name}.example.com", port=587,
+                               tls="starttls", auth="plain") for name in names],
+                    warnings=(), source="bench")
+    dns.configure([], [(name, f"{name}.example.com") for name in names])
+    for i, name in enumerate(names):
+        probe(store, name, 1.7e9 + i)
+        address = f"192.0.{i // 250 % 256}.{i % 250}"
+        dns.record(RelayDNSReport(
+            relay=name, host=f"{name}.example.com", checked_at=1.7e9, addresses=(address,),
+            checks=tuple(DNSCheck(name, c, CheckStatus.OK, "ok") for c in CHECKS),
+            ptr_matches={address: True}, listed={(address, "zen.example.org"): False}))
+    return store, dns, names
+
+
+def median_ms(run: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def measure(n: int, repeat: int) -> None:
+    store, dns, names = fleet(n)
+    collector = ExporterCollector(store.snapshot, dns=dns.snapshot)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    rounds = iter(range(1, 10**6))
+
+    def changed() -> None:  # a quarter of the relays probed again
+        r = next(rounds)
+        for name in names[r % 4::4]:
+            probe(store, name, 1.8e9 + r)
+
+    for label, accept in (("text", ""), ("openmetrics", OPENMETRICS)):
+        firsts = []
+        for _ in range(repeat):
+            fresh = ExporterCollector(store.snapshot, dns=dns.snapshot)
+            alone = CollectorRegistry()
+            alone.register(fresh)
+            start = time.perf_counter()
+            fresh.render(alone, accept)
+            firsts.append(time.perf_counter() - start)
+        collector.render(registry, accept)
+
+        def steady() -> list[bytes]:
+            changed()
+            start = time.perf_counter()
+            chunks = collector.render(registry, accept)[0]
+            times.append(time.perf_counter() - start)
+            return chunks
+
+        times: list[float] = []
+        for _ in range(repeat):
+            steady()
+        steady_ms = statistics.median(times) * 1000
+        unchanged = median_ms(lambda: collector.render(registry, accept), repeat)  # noqa: B023
+        chunks = collector.render(registry, accept)[0]
+        body = b"".join(chunks)
+        gzip_ms = steady_ms + median_ms(lambda: gzip_chunks(chunks), repeat)  # noqa: B023
+        size = sum(len(c) for c in gzip_chunks(chunks))
+        encoder = generate_latest if label == "text" else openmetrics_latest
+        reference = median_ms(lambda: encoder(registry), max(1, repeat // 2))  # noqa: B023
+        print(f"{n:>6} {label:<12} first {statistics.median(firsts) * 1000:7.1f} ms  "
+              f"steady {steady_ms:6.1f} ms  unchanged {unchanged:6.1f} ms  "
+              f"steady+gzip {gzip_ms:6.1f} ms  size {len(body) / 1e6:5.1f} MB "
+              f"(gzip {size / 1e6:4.1f} MB)  prometheus_client {reference:7.1f} ms")
+    text = b"".join(collector.render(registry, "")[0]).decode()
+    ours = sum(1 for line in text.splitlines()
+               if not line.startswith("#") and f'relay="{names[0]}"' in line)
+    print(f"{n:>6} series per relay: {ours}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--relays", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    for n in args.relays:
+        measure(n, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
