@@ -102,17 +102,12 @@ def measure(n: int, repeat: int) -> None:
             fresh.render(alone, accept)
             firsts.append(time.perf_counter() - start)
         collector.render(registry, accept)
-
-        def steady() -> list[bytes]:
-            changed()
-            start = time.perf_counter()
-            chunks = collector.render(registry, accept)[0]
-            times.append(time.perf_counter() - start)
-            return chunks
-
         times: list[float] = []
         for _ in range(repeat):
-            steady()
+            changed()
+            start = time.perf_counter()
+            collector.render(registry, accept)
+            times.append(time.perf_counter() - start)
         steady_ms = statistics.median(times) * 1000
         unchanged = median_ms(lambda: collector.render(registry, accept), repeat)  # noqa: B023
         chunks = collector.render(registry, accept)[0]

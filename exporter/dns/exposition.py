@@ -57,12 +57,14 @@ class DNSBlocks:
             blocks.append((*_status(domain, "", DOMAIN_CHECKS, current), "", ""))
         with self._lock:
             old = self._cache
-            fresh = {}
-            for relay, report in sorted(snap.relays.items()):
+            fresh: dict[str, tuple[RelayDNSReport | None, str, tuple[str, ...]]] = {}
+            for relay, found in sorted(snap.relays.items()):
                 host = snap.hosts.get(relay, relay)
-                entry = old.get(relay)
-                if entry is None or entry[0] is not report or entry[1] != host:
-                    entry = (report, host, relay_dns_block(relay, host, report))
+                cached = old.get(relay)
+                if cached is not None and cached[0] is found and cached[1] == host:
+                    entry = cached
+                else:
+                    entry = (found, host, relay_dns_block(relay, host, found))
                 fresh[relay] = entry
                 blocks.append(entry[2])
             self._cache = fresh
