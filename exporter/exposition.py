@@ -4,18 +4,22 @@ headers, label values, sample values, and the join of pre-rendered blocks into c
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    Metric,
 )
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["CHUNK", "Spec", "esc", "gzip_chunks", "join_blocks", "num"]
+__all__ = ["CHUNK", "Spec", "esc", "gzip_chunks", "join_blocks", "num", "sample_blocks"]
 
 # Lines (or blocks) joined per call: each join and encode is one C call holding the GIL,
 # kept to well under a millisecond so the event loop's probes are not held up.
@@ -58,6 +62,12 @@ class Spec:
     def histogram(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self.name, self.help, labels=list(self.labels))
 
+    @classmethod
+    def of(cls, metric: Metric) -> Spec:
+        """The spec of a prometheus_client family."""
+        name = metric.name + "_total" if metric.type == "counter" else metric.name
+        return cls(name, metric.documentation, metric.type)
+
     def header(self, *, openmetrics: bool) -> str:
         """HELP and TYPE as prometheus_client writes them in either format."""
         if openmetrics:
@@ -66,6 +76,29 @@ class Spec:
             return f"# HELP {base} {text}\n# TYPE {base} {self.type}\n"
         text = self.help.replace("\\", r"\\").replace("\n", r"\n")
         return f"# HELP {self.name} {text}\n# TYPE {self.name} {self.type}\n"
+
+
+class _Families:
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Sequence[Metric]:
+        return self._families
+
+
+_FAMILY_START = re.compile(r"(?<=\n)(?=# HELP )")
+_OPENMETRICS: Callable[[_Families], bytes] = openmetrics_latest
+
+
+def sample_blocks(families: Sequence[Metric], *, openmetrics: bool) -> tuple[str, ...]:
+    """Each family's sample lines as prometheus_client writes them, without HELP and TYPE: one
+    string per family (families without _created samples, which the text format moves)."""
+    body = (_OPENMETRICS(_Families(families)) if openmetrics
+            else generate_latest(_Families(families))).decode()
+    # A raw newline is never inside a HELP text or a label value (both escape it), so each
+    # family starts at a newline followed by its HELP line, and its TYPE line comes next.
+    parts = _FAMILY_START.split(body.removesuffix("# EOF\n"))
+    return tuple(part.split("\n", 2)[2] for part in parts if part)
 
 
 def join_blocks(families: Iterable[tuple[Spec, Sequence[str]]], *,

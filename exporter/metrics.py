@@ -12,7 +12,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
-from exporter.canary import CanarySnapshot, canary_families
+from exporter.canary import CanaryBlocks, CanarySnapshot, canary_families, mailbox_families
 from exporter.dns import DNSBlocks, DNSSnapshot, dns_domain_families, dns_families
 from exporter.exposition import join_blocks
 from exporter.relay import RelayBlocks, Snapshot, relay_families
@@ -37,6 +37,7 @@ class ExporterCollector(Collector):
         self._blocks_only = threading.local()  # set while render() asks the registry
         self._relay_blocks = RelayBlocks()
         self._dns_blocks = DNSBlocks()
+        self._canary_blocks = CanaryBlocks()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -48,14 +49,15 @@ class ExporterCollector(Collector):
         if not blocks_only:
             yield from relay_families(snap, created=False)
         if self._canaries is not None:
-            yield from canary_families(self._canaries())
+            yield from (mailbox_families if blocks_only else canary_families)(self._canaries())
         if self._dns is not None:
             yield from (dns_domain_families if blocks_only else dns_families)(self._dns())
 
     def render(self, registry: CollectorRegistry, accept: str) -> tuple[list[bytes], str]:
         """/metrics for the Accept header: the registry's small families through
-        prometheus_client, and the relay-labelled ones (relay probes, relay DNS checks) joined
-        from blocks rendered once per change. Returns UTF-8 chunks and the content type."""
+        prometheus_client, and the relay-labelled ones (relay probes, canaries, relay DNS
+        checks) joined from blocks rendered once per change. Returns UTF-8 chunks and the
+        content type."""
         encoder, content_type = choose_encoder(accept)
         openmetrics = content_type.startswith("application/openmetrics-text")
         self._blocks_only.on = True
@@ -64,6 +66,8 @@ class ExporterCollector(Collector):
         finally:
             self._blocks_only.on = False
         families = list(self._relay_blocks.families(self._snapshot(), openmetrics=openmetrics))
+        if self._canaries is not None:
+            families += self._canary_blocks.families(self._canaries(), openmetrics=openmetrics)
         if self._dns is not None:
             families += self._dns_blocks.families(self._dns())
         chunks = [head.removesuffix(_EOF) if openmetrics else head]

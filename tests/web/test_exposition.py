@@ -13,6 +13,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from exporter.canary import CanarySnapshot, CanaryStore, canary_families
+from exporter.canary.result import CanarySent
+from exporter.canary.store import ArrivalReport
 from exporter.dns import DNSStore, DomainReport, RelayDNSReport, dns_families
 from exporter.dns.result import CheckName, CheckStatus, DNSCheck
 from exporter.exposition import gzip_chunks
@@ -63,8 +66,32 @@ def fleet(n: int, *, hostile: bool = False) -> tuple[ResultStore, DNSStore]:
     return store, dns
 
 
-def render(store: ResultStore, dns: DNSStore, accept: str = "") -> tuple[bytes, str]:
-    collector = ExporterCollector(store.snapshot, dns=dns.snapshot)
+def canaries(n: int) -> CanaryStore:
+    """Canaries through every other relay to one mailbox: sent, failed, arrived, lost."""
+    store = CanaryStore()
+    relays = [f"relay-{i}" for i in range(0, n, 2)]
+    store.configure([(r, "box") for r in relays], [("box", False)])
+    for k, relay in enumerate(relays):
+        store.sent(CanarySent(relay=relay, token=f"t{k}", success=k % 3 != 1,
+                              started_at=1.7e9 + k, sent_at=1.7e9 + k + 0.5,
+                              phases={Phase.MAIL: 0.01, Phase.RCPT: 0.02, Phase.DATA: 0.3},
+                              reason=None if k % 3 != 1 else Reason.REJECTED_TEMPORARY,
+                              hint=None if k % 3 != 1 else 'queue "full"', cause=""))
+        if k % 3 == 0:
+            store.arrived(ArrivalReport(
+                relay=relay, mailbox="box", token=f"t{k}", folder="spam" if k % 2 else "inbox",
+                folder_name="INBOX", sent_at=1.7e9 + k, seen_at=1.7e9 + k + 9, latency=9.0,
+                receiver_delay=8.0, verdicts={"spf": "pass", "dkim": "fail"},
+                dmarc_aligned=k % 2 == 0))
+        elif k % 3 == 2:
+            store.lost(relay, "box")
+    return store
+
+
+def render(store: ResultStore, dns: DNSStore, accept: str = "",
+           canary: CanaryStore | None = None) -> tuple[bytes, str]:
+    collector = ExporterCollector(store.snapshot, canary.snapshot if canary else None,
+                                  dns=dns.snapshot)
     registry = CollectorRegistry()
     registry.register(collector)
     chunks, content_type = collector.render(registry, accept)
@@ -81,24 +108,28 @@ def families_of(text: str) -> list[str]:
 class Reference:
     """prometheus_client's own rendering of the same snapshot's families."""
 
-    def __init__(self, store: ResultStore, dns: DNSStore, *, created: bool) -> None:
-        self.store, self.dns, self.created = store, dns, created
+    def __init__(self, store: ResultStore, dns: DNSStore, canary: CanarySnapshot, *,
+                 created: bool) -> None:
+        self.store, self.dns, self.canary, self.created = store, dns, canary, created
 
     def collect(self) -> Iterator[Metric]:
         snap = self.store.snapshot()
         collector = ExporterCollector(lambda: snap)
         yield from (m for m in collector.collect() if m.name.startswith("smtp_exporter"))
         yield from relay_families(snap, created=self.created)
+        yield from canary_families(self.canary)
         yield from dns_families(self.dns.snapshot())
 
 
 def test_text_is_byte_for_byte_prometheus_clients() -> None:
     """Every family of the text exposition, label escaping and number formats included, is
-    byte for byte what prometheus_client writes for the same relays and DNS results."""
+    byte for byte what prometheus_client writes for the same relays, canaries and DNS
+    results."""
     store, dns = fleet(40, hostile=True)
-    fast, content_type = render(store, dns)
+    canary = canaries(40)
+    fast, content_type = render(store, dns, canary=canary)
     assert content_type.startswith("text/plain; version=0.0.4")
-    reference = generate_latest(Reference(store, dns, created=False)).decode()
+    reference = generate_latest(Reference(store, dns, canary.snapshot(), created=False)).decode()
     reference = re.sub(r"smtp_exporter_config_last_reload_success_timestamp_seconds \S+",
                        "", reference)
     text = re.sub(r"smtp_exporter_config_last_reload_success_timestamp_seconds \S+", "",
@@ -110,25 +141,27 @@ def test_openmetrics_is_byte_for_byte_and_parses() -> None:
     """With Accept: OpenMetrics, the answer is what prometheus_client's OpenMetrics writer
     gives (failure counters with _created, one # EOF at the end), and its parser reads it."""
     store, dns = fleet(40, hostile=True)
-    fast, content_type = render(store, dns, OPENMETRICS)
+    canary = canaries(40)
+    fast, content_type = render(store, dns, OPENMETRICS, canary)
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
     text = fast.decode()
     assert text.endswith("# EOF\n") and text.count("# EOF") == 1
     reference = openmetrics_latest(  # type: ignore[no-untyped-call]
-        Reference(store, dns, created=True)).decode()
+        Reference(store, dns, canary.snapshot(), created=True)).decode()
     strip = re.compile(r"smtp_exporter_config_last_reload_success_timestamp_seconds \S+")
     assert families_of(strip.sub("", text)) == families_of(strip.sub("", reference))
     assert "smtp_probe_failures_created{" in text
     parsed = text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
     names = {family.name for family in parsed}
     assert {"smtp_probe_failures", "smtp_probe_phase_duration_seconds",
-            "smtp_dns_check_status"} <= names
+            "smtp_canary_received", "smtp_dns_check_status"} <= names
 
 
 def test_promtool_accepts_a_thousand_relays() -> None:
-    """`promtool check metrics` accepts the text exposition of 1,000 relays."""
+    """`promtool check metrics` accepts the text exposition of 1,000 relays (half of them
+    with canaries)."""
     store, dns = fleet(1000)
-    fast, _ = render(store, dns)
+    fast, _ = render(store, dns, canary=canaries(1000))
     assert fast.count(b"\nsmtp_probe_success{") == 1000
     assert_promtool_accepts(fast.decode())
 
