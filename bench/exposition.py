@@ -17,14 +17,19 @@ body sizes. Times are not asserted anywhere; nothing is contacted over the netwo
 
 ``--canaries`` gives every relay a canary to one mailbox (about 40 more series a relay).
 
-    python bench/exposition.py [--relays 1000 10000] [--repeat 5] [--canaries]
+``--loop-lag 5`` also runs an event loop for 5 s idle and 5 s while another thread scrapes
+back to back, and prints how late its 1 ms timer wakes (the GIL the scrape holds).
+
+    python bench/exposition.py [--relays 1000 10000] [--repeat 5] [--canaries] [--loop-lag 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,15 +152,60 @@ def measure(n: int, repeat: int, *, with_canaries: bool) -> None:
     print(f"{n:>6} series per relay{' (canary included)' if with_canaries else ''}: {ours}")
 
 
+def loop_lag(n: int, seconds: float) -> None:
+    """How late a 1 ms timer on an event loop wakes while another thread scrapes back to
+    back (render, gzip), as the HTTP server's thread does while probes are being timed."""
+    store, dns, names = fleet(n)
+    collector = ExporterCollector(store.snapshot, dns=dns.snapshot)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    stop = threading.Event()
+    scrapes = [0]
+
+    def scrape() -> None:
+        r = 0
+        while not stop.is_set():
+            r += 1
+            for name in names[r % 4::4]:
+                probe(store, name, 1.9e9 + r)
+            gzip_chunks(collector.render(registry, "")[0])
+            scrapes[0] += 1
+
+    async def watch() -> list[float]:
+        late = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            late.append(time.perf_counter() - start - 0.001)
+        return late
+
+    idle = asyncio.run(watch())
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    busy = asyncio.run(watch())
+    stop.set()
+    thread.join()
+    for label, late in (("idle", idle), ("scraping", busy)):
+        late.sort()
+        print(f"{n:>6} loop lag {label:<9} p50 {late[len(late) // 2] * 1000:5.2f} ms  "
+              f"p99 {late[int(len(late) * 0.99)] * 1000:5.2f} ms  max {late[-1] * 1000:6.2f} ms"
+              + (f"  ({scrapes[0]} scrapes)" if label == "scraping" else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--relays", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--canaries", action="store_true",
                         help="give every relay a canary to one mailbox (sent and seen)")
+    parser.add_argument("--loop-lag", type=float, default=0, metavar="SECONDS",
+                        help="also time an event loop's 1 ms timer while scraping")
     args = parser.parse_args()
     for n in args.relays:
         measure(n, args.repeat, with_canaries=args.canaries)
+        if args.loop_lag:
+            loop_lag(n, args.loop_lag)
 
 
 if __name__ == "__main__":
