@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.app import App
 from exporter.model import Phase, Reason
@@ -134,7 +135,8 @@ async def test_exposition_passes_promtool(
 async def test_endpoints_and_status_page(
     running: Any, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
 ) -> None:
-    """Health, readiness, gzip, 404/405, and a status page with reason, hint and transcript."""
+    """Health, readiness, gzip, OpenMetrics (with the failure counter's _created), 404/405,
+    and a status page with reason, hint and transcript."""
     bad = start_relay(server_loop, ctx=server_ctx, recorder=Recorder(password="other"))
     app, base = await running({"name": "bad", "port": bad.port, "tls": "starttls",
                                "ca_file": ca_file, "interval": "1s", "timeout": "900ms",
@@ -159,6 +161,19 @@ async def test_endpoints_and_status_page(
     req = urllib.request.Request(base + "/metrics", headers={"Accept-Encoding": "gzip"})
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=5).read())
     assert b"smtp_probe_success" in gzip.decompress(body)
+    req = urllib.request.Request(base + "/metrics", headers={
+        "Accept-Encoding": "gzip", "Accept": "application/openmetrics-text; version=1.0.0"})
+    answer = await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=5))
+    assert answer.headers["Content-Type"].startswith("application/openmetrics-text")
+    text = gzip.decompress(answer.read()).decode()
+    parsed = text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+    families = {f.name: f for f in parsed}
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+    assert "process_cpu_seconds" in families and "smtp_exporter_build_info" in families
+    assert [s.value for s in families["smtp_probe_success"].samples] == [0]
+    failures = families["smtp_probe_failures"].samples
+    assert {s.name for s in failures} == {"smtp_probe_failures_total",
+                                          "smtp_probe_failures_created"}
     _, status_json, _ = await get(base + "/status.json")
     assert '"reason": "auth_failed"' in status_json
 
