@@ -67,7 +67,7 @@ class ExporterCollector(Collector):
             self._blocks_only.on = False
         families = list(self._relay_blocks.families(self._snapshot(), openmetrics=openmetrics))
         if self._canaries is not None:
-            families += self._canary_blocks.families(self._canaries(), openmetrics=openmetrics)
+            families += self._canary_blocks.families(self._canaries())
         if self._dns is not None:
             families += self._dns_blocks.families(self._dns())
         chunks = [head.removesuffix(_EOF) if openmetrics else head]

@@ -11,7 +11,7 @@ from exporter.exposition import Spec, esc, num
 from exporter.histogram import Histogram
 from exporter.model import Reason
 from exporter.peertext import clean
-from exporter.relay.metrics import MAX_HINT_LABEL, RELAY_SPECS
+from exporter.relay.metrics import FAILURES, MAX_HINT_LABEL, RELAY_SPECS
 from exporter.relay.store import RelayView, Snapshot
 
 __all__ = ["RelayBlocks", "relay_block"]
@@ -38,9 +38,10 @@ def _histogram(name: str, hist: Histogram, after: str) -> str:
     return "".join(out)
 
 
-def relay_block(name: str, view: RelayView, *, openmetrics: bool) -> tuple[str, ...]:
+def relay_block(name: str, view: RelayView) -> tuple[str, ...]:
     """The relay's sample lines, one string per family of RELAY_SPECS, exactly as
-    prometheus_client writes relay_families (``openmetrics`` adds the failures' _created)."""
+    prometheus_client writes relay_families in the text format, then the failures' lines for
+    OpenMetrics (with _created)."""
     r = f'relay="{esc(name)}"'
     i = view.info
     last = view.last
@@ -50,15 +51,15 @@ def relay_block(name: str, view: RelayView, *, openmetrics: bool) -> tuple[str, 
     ok = "1.0" if last and last.success else "0.0"
     duration = num(last.duration) if last else "0.0"
     started = num(last.started_at) if last else "0.0"
-    failures = []
+    failures, created = [], []
     for reason in _REASONS:
         count = view.failures.get(reason)
         if count is not None:
             labels = f'{{reason="{reason}",{r}}}'
-            failures.append(f"smtp_probe_failures_total{labels} {num(count)}\n")
-            if openmetrics:
-                failures.append(f"smtp_probe_failures_created{labels} "
-                                f"{num(view.failed_since[reason])}\n")
+            line = f"smtp_probe_failures_total{labels} {num(count)}\n"
+            failures.append(line)
+            created.append(f"{line}smtp_probe_failures_created{labels} "
+                           f"{num(view.failed_since[reason])}\n")
     failing = ""
     if last is not None and last.reason is not None:
         hint = esc(clean(last.hint or "", limit=MAX_HINT_LABEL))
@@ -93,15 +94,21 @@ def relay_block(name: str, view: RelayView, *, openmetrics: bool) -> tuple[str, 
             f"smtp_probe_duration_seconds{{{r}}} {duration}\n",
             f"smtp_probe_last_run_timestamp_seconds{{{r}}} {started}\n",
             f"smtp_probes_total{{{r}}} {num(view.probes)}\n", "".join(failures), failing,
-            phases, total, phase_hist, not_after, tls_info, verified, expiry, token_failures)
+            phases, total, phase_hist, not_after, tls_info, verified, expiry, token_failures,
+            "".join(created))
+
+
+_FAILURES = RELAY_SPECS.index(FAILURES)
+_OPENMETRICS_FAILURES = len(RELAY_SPECS)
 
 
 class RelayBlocks:
-    """Rendered blocks by relay, each kept while its (immutable) view is the current one."""
+    """Rendered blocks by relay, each kept while its (immutable) view is the current one;
+    one block serves both formats."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, bool], tuple[RelayView, tuple[str, ...]]] = {}
+        self._cache: dict[str, tuple[RelayView, tuple[str, ...]]] = {}
 
     def families(self, snap: Snapshot, *,
                  openmetrics: bool) -> Iterator[tuple[Spec, Sequence[str]]]:
@@ -109,17 +116,16 @@ class RelayBlocks:
         whose view changed since the last scrape."""
         with self._lock:
             old = self._cache
-            fresh: dict[tuple[str, bool], tuple[RelayView, tuple[str, ...]]] = {
-                key: entry for key, entry in old.items()
-                if key[1] is not openmetrics and key[0] in snap.relays}
+            fresh: dict[str, tuple[RelayView, tuple[str, ...]]] = {}
             blocks = []
             for name, view in sorted(snap.relays.items()):
-                key = (name, openmetrics)
-                entry = old.get(key)
+                entry = old.get(name)
                 if entry is None or entry[0] is not view:
-                    entry = (view, relay_block(name, view, openmetrics=openmetrics))
-                fresh[key] = entry
+                    entry = (view, relay_block(name, view))
+                fresh[name] = entry
                 blocks.append(entry[1])
             self._cache = fresh
         for index, spec in enumerate(RELAY_SPECS):
+            if openmetrics and index == _FAILURES:
+                index = _OPENMETRICS_FAILURES
             yield spec, [block[index] for block in blocks if block[index]]
