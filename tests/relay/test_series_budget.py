@@ -13,7 +13,7 @@ from exporter.config import parse_config
 from exporter.dns import DNSStore, RelayDNSReport
 from exporter.dns.result import CheckName, CheckStatus, DNSCheck
 from exporter.metrics import ExporterCollector
-from exporter.model import Phase, Reason, TLSInfo
+from exporter.model import Phase, Reason, TLSInfo, TLSMode
 from exporter.relay import RelayResult, ResultStore
 from tests.helpers import samples
 
@@ -40,15 +40,24 @@ def scrape(relays: list[dict[str, Any]], *, top: dict[str, Any] | None = None,
             store.record(RelayResult(relay=relay.name, success=False, started_at=1e9 + at,
                                      duration=5.0, phases={Phase.RESOLVE: 0.001},
                                      reason=reason, hint="h", failed_phase=Phase.CONNECT))
+        plain = relay.tls is TLSMode.NONE
+        no_auth = relay.auth.mechanism.value == "none"
+        reached = [p for p in REACHED
+                   if not (plain and p is Phase.TLS) and not (no_auth and p is Phase.AUTH)]
+        if relay.rcpt_check:
+            reached += [Phase.MAIL, Phase.RCPT]
         store.record(RelayResult(
             relay=relay.name, success=True, started_at=2e9, duration=0.4,
-            phases=dict.fromkeys(REACHED, 0.05),
-            tls=TLSInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", True, 2e9)))
+            phases=dict.fromkeys(reached, 0.05),
+            tls=None if plain else TLSInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", True, 2e9)))
+        addresses = relay.egress_addresses or (ADDRESS,)
+        zones = config.blocklists or (ZONE,)
         dns.record(RelayDNSReport(
-            relay=relay.name, host=relay.host, checked_at=0.0, addresses=(ADDRESS,),
+            relay=relay.name, host=relay.host, checked_at=0.0, addresses=addresses,
             checks=tuple(DNSCheck(relay.host, check, CheckStatus.OK, "ok")
                          for check in (CheckName.ADDRESS, CheckName.PTR, CheckName.DNSBL)),
-            ptr_matches={ADDRESS: True}, listed={(ADDRESS, ZONE): False}))
+            ptr_matches=dict.fromkeys(addresses, True),
+            listed={(a, z): False for a in addresses for z in zones}))
     collector = ExporterCollector(store.snapshot, dns=dns.snapshot)
     registry = CollectorRegistry()
     registry.register(collector)
@@ -115,3 +124,19 @@ def test_oauth2_adds_two_series() -> None:
                                  "client_id": "c", "refresh_token_env": "PW"}}}
     found = series_of(scrape([relay]), "r")
     assert len(found) == 31 and "smtp_oauth2_token_refresh_failures_total" in found
+
+
+def test_each_relay_option_adds_what_the_readme_says() -> None:
+    """rcpt_check adds the mail and rcpt phases (2); a second egress address adds its ptr and
+    blocklist series (2); a second blocklist adds one per address (1); tls: none drops the
+    tls phase and the 3 TLS series (4 fewer), and no AUTH its phase (1 fewer)."""
+    relays = [{"name": "rcpt", **DEFAULT, "rcpt_check": "postmaster@example.com"},
+              {"name": "two", **DEFAULT, "egress_addresses": ["192.0.2.10", "192.0.2.11"]},
+              {"name": "plain", "host": "mail.example.com", "port": 25, "tls": "none"}]
+    text = scrape(relays)
+    assert len(series_of(text, "rcpt")) == 30 + 2
+    assert len(series_of(text, "two")) == 30 + 2
+    assert len(series_of(text, "plain")) == 30 - 4 - 1
+    two_lists = scrape([{"name": "r", **DEFAULT}],
+                       top={"blocklists": [ZONE, "bl.example.net"]})
+    assert len(series_of(two_lists, "r")) == 30 + 1
