@@ -62,8 +62,14 @@ def _buckets(value: object, path: str, problems: Problems) -> tuple[float, ...] 
     out: list[float] = []
     for index, item in enumerate(value):
         where = f"{path}[{index}]"
-        if isinstance(item, bool) or not isinstance(item, int | float) or math.isnan(item):
-            problems.error(where, f"expected a number of seconds, got {describe(item)}")
+        try:
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                raise ValueError
+            item = float(item)
+        except (ValueError, OverflowError):
+            item = math.nan
+        if math.isnan(item):
+            problems.error(where, f"expected a number of seconds, got {describe(value[index])}")
             return None
         if math.isinf(item):
             problems.error(where, "leave out +Inf; the last bucket is always +Inf")
@@ -76,5 +82,5 @@ def _buckets(value: object, path: str, problems: Problems) -> tuple[float, ...] 
             problems.error(where, f"{item} does not exceed {out[-1]} before it; list the "
                                   f"bounds in increasing order, each once")
             return None
-        out.append(float(item))
+        out.append(item)
     return tuple(out)
