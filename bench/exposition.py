@@ -17,10 +17,12 @@ body sizes. Times are not asserted anywhere; nothing is contacted over the netwo
 
 ``--canaries`` gives every relay a canary to one mailbox (about 40 more series a relay).
 
+``--http`` also times GET /metrics from the exporter's own HTTP server, body read included.
 ``--loop-lag 5`` also runs an event loop for 5 s idle and 5 s while another thread scrapes
 back to back, and prints how late its 1 ms timer wakes (the GIL the scrape holds).
 
-    python bench/exposition.py [--relays 1000 10000] [--repeat 5] [--canaries] [--loop-lag 5]
+    python bench/exposition.py [--relays 1000 10000] [--repeat 5] [--canaries] [--http]
+                               [--loop-lag 5]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +52,7 @@ from exporter.exposition import gzip_chunks
 from exporter.metrics import ExporterCollector
 from exporter.model import Phase, TLSInfo
 from exporter.relay import RelayInfo, RelayResult, ResultStore
+from exporter.web import WebServer
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 REACHED = (Phase.RESOLVE, Phase.CONNECT, Phase.GREETING, Phase.EHLO, Phase.TLS, Phase.AUTH,
@@ -152,6 +156,39 @@ def measure(n: int, repeat: int, *, with_canaries: bool) -> None:
     print(f"{n:>6} series per relay{' (canary included)' if with_canaries else ''}: {ours}")
 
 
+def over_http(n: int, repeat: int) -> None:
+    """GET /metrics from the exporter's own HTTP server, a quarter of the relays changed
+    before each: text, OpenMetrics, and both gzipped; median of ``repeat``."""
+    store, dns, names = fleet(n)
+    collector = ExporterCollector(store.snapshot, dns=dns.snapshot)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    web = WebServer(("127.0.0.1", 0), registry=registry, snapshot=store.snapshot,
+                    reload=lambda: (True, ""), ready=lambda: True, dns=dns.snapshot,
+                    exposition=lambda accept: collector.render(registry, accept))
+    web.start()
+    try:
+        for label, headers in (("text", {}), ("openmetrics", {"Accept": OPENMETRICS}),
+                               ("text+gzip", {"Accept-Encoding": "gzip"}),
+                               ("openmetrics+gzip", {"Accept": OPENMETRICS,
+                                                     "Accept-Encoding": "gzip"})):
+            times, size = [], 0
+            for r in range(repeat + 1):
+                for name in names[r % 4::4]:
+                    probe(store, name, 2e9 + r)
+                request = urllib.request.Request(f"http://127.0.0.1:{web.port}/metrics",
+                                                 headers=headers)
+                start = time.perf_counter()
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    size = len(answer.read())
+                if r:  # the first fetch renders every relay once
+                    times.append(time.perf_counter() - start)
+            print(f"{n:>6} GET /metrics {label:<17} {statistics.median(times) * 1000:7.1f} ms"
+                  f"  {size / 1e6:5.1f} MB")
+    finally:
+        web.stop()
+
+
 def loop_lag(n: int, seconds: float) -> None:
     """How late a 1 ms timer on an event loop wakes while another thread scrapes back to
     back (render, gzip), as the HTTP server's thread does while probes are being timed."""
@@ -201,9 +238,13 @@ def main() -> None:
                         help="give every relay a canary to one mailbox (sent and seen)")
     parser.add_argument("--loop-lag", type=float, default=0, metavar="SECONDS",
                         help="also time an event loop's 1 ms timer while scraping")
+    parser.add_argument("--http", action="store_true",
+                        help="also time GET /metrics from the exporter's HTTP server")
     args = parser.parse_args()
     for n in args.relays:
         measure(n, args.repeat, with_canaries=args.canaries)
+        if args.http:
+            over_http(n, args.repeat)
         if args.loop_lag:
             loop_lag(n, args.loop_lag)
 
