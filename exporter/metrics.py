@@ -1,5 +1,6 @@
 """The one place results become metrics: a collector that asks each feature for its metric
-families, built fresh from one snapshot per scrape."""
+families, built fresh from one snapshot per scrape, and renders /metrics from the features'
+cached per-relay blocks."""
 
 from __future__ import annotations
 
