@@ -17,6 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 from exporter.canary import CanaryManager, CanaryStore
 from exporter.config import ONE_SHARD, Config, ConfigError, Shard, config_for_shard, load_config
 from exporter.dns import DNSManager, DNSStore
+from exporter.histogram import PHASE_BUCKETS
 from exporter.metrics import ExporterCollector
 from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler, TargetProber
 from exporter.tasks import LOOP_CLOCK, Clock
@@ -40,6 +41,8 @@ def relay_infos(config: Config) -> list[RelayInfo]:
             tls_verify=r.tls_verify,
             expect=r.expect.value if r.expect else "",
             oauth2=r.auth.oauth2 is not None,
+            phase_histograms=r.metrics.phase_histograms,
+            phase_buckets=r.metrics.buckets or PHASE_BUCKETS,
         )
         for r in config.relays
     ]
@@ -114,6 +117,8 @@ class App:
         self._loop = asyncio.get_running_loop()
         guard = await asyncio.to_thread(WebGuard, self.web_config)
         config = await asyncio.to_thread(self._load)
+        collector = ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
+                                      self.dns_store.snapshot)
         # The listen address is bound before any probe, canary or mailbox starts, so a busy
         # port fails alone (OSError) and nothing has run yet.
         self.web = WebServer(
@@ -127,12 +132,10 @@ class App:
             guard=guard,
             probe=ProbeEndpoint(config=lambda: self.config, prober=self.targets,
                                 loop=self._loop, requests=self.probe_requests),
+            exposition=lambda accept: collector.render(self.registry, accept),
         )
         self._adopt(config)
-        self.registry.register(
-            ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
-                              self.dns_store.snapshot)
-        )
+        self.registry.register(collector)
         self.registry.register(self.probe_requests)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-__all__ = ["PHASE_BUCKETS", "Histogram"]
+__all__ = ["DURATION_BUCKETS", "PHASE_BUCKETS", "Histogram"]
 
 # Seconds. SMTP phases on loopback take well under a millisecond; across the internet,
 # tens to hundreds; a postscreen greeting delay or a tarpit, several seconds.
 PHASE_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
+
+# Seconds, for a whole probe: few bounds, as every relay carries them. A loopback or LAN relay
+# answers within 0.1 s, a healthy relay across the internet within 0.5 s (STARTTLS + AUTH),
+# 1 s is noticeably slow, 5 s is a greeting delay or a struggling server.
+DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,26 @@
 """The one place results become metrics: a collector that asks each feature for its metric
-families, built fresh from one snapshot per scrape."""
+families, built fresh from one snapshot per scrape, and renders /metrics from the features'
+cached per-relay blocks."""
 
 from __future__ import annotations
 
 import platform
+import threading
 from collections.abc import Callable, Iterator
 
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
-from exporter.canary import CanarySnapshot, canary_families
-from exporter.dns import DNSSnapshot, dns_families
-from exporter.relay import Snapshot, relay_families
+from exporter.canary import CanaryBlocks, CanarySnapshot, canary_families, mailbox_families
+from exporter.dns import DNSBlocks, DNSSnapshot, dns_domain_families, dns_families
+from exporter.exposition import join_blocks
+from exporter.relay import RelayBlocks, Snapshot, relay_families
 
 __all__ = ["ExporterCollector"]
+
+_EOF = b"# EOF\n"
 
 
 class ExporterCollector(Collector):
@@ -29,6 +35,10 @@ class ExporterCollector(Collector):
         self._snapshot = snapshot
         self._canaries = canaries
         self._dns = dns
+        self._blocks_only = threading.local()  # set while render() asks the registry
+        self._relay_blocks = RelayBlocks()
+        self._dns_blocks = DNSBlocks()
+        self._canary_blocks = CanaryBlocks()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -36,11 +46,36 @@ class ExporterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         yield from _exporter_families(snap)
-        yield from relay_families(snap)
+        blocks_only = getattr(self._blocks_only, "on", False)
+        if not blocks_only:
+            yield from relay_families(snap, created=False)
         if self._canaries is not None:
-            yield from canary_families(self._canaries())
+            yield from (mailbox_families if blocks_only else canary_families)(self._canaries())
         if self._dns is not None:
-            yield from dns_families(self._dns())
+            yield from (dns_domain_families if blocks_only else dns_families)(self._dns())
+
+    def render(self, registry: CollectorRegistry, accept: str) -> tuple[list[bytes], str]:
+        """/metrics for the Accept header: the registry's small families through
+        prometheus_client, and the relay-labelled ones (relay probes, canaries, relay DNS
+        checks) joined from blocks rendered once per change. Returns UTF-8 chunks and the
+        content type."""
+        encoder, content_type = choose_encoder(accept)
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        self._blocks_only.on = True
+        try:
+            head = encoder(registry)
+        finally:
+            self._blocks_only.on = False
+        families = list(self._relay_blocks.families(self._snapshot(), openmetrics=openmetrics))
+        if self._canaries is not None:
+            families += self._canary_blocks.families(self._canaries())
+        if self._dns is not None:
+            families += self._dns_blocks.families(self._dns())
+        chunks = [head.removesuffix(_EOF) if openmetrics else head]
+        chunks += join_blocks(families, openmetrics=openmetrics)
+        if openmetrics:
+            chunks.append(_EOF)
+        return chunks, content_type
 
 
 def _exporter_families(snap: Snapshot) -> Iterator[Metric]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.app import App
 from exporter.model import Phase, Reason
@@ -56,17 +57,20 @@ async def get(url: str, **kw: Any) -> tuple[int, str, dict[str, str]]:
 
 
 async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
-    """Before any probe: success 0, every reason's counter 0, every phase histogram empty;
-    an unsharded exporter is shard 0 of 1."""
+    """Before any probe: success 0, the probe duration histogram empty, no failure reason
+    and no phase timing yet (they appear once a probe has one); an unsharded exporter is
+    shard 0 of 1."""
     _, base = await running({"name": "a", "port": refused_port(), "interval": "1h",
                              "tls": "none"})
     _, text, _ = await get(base + "/metrics")
     assert value(text, "smtp_probe_success", relay="a") == 0
+    assert value(text, "smtp_probe_total_duration_seconds_count", relay="a") == 0
+    assert value(text, "smtp_probe_total_duration_seconds_bucket", relay="a", le="+Inf") == 0
     for reason in Reason:
-        assert value(text, "smtp_probe_failures_total", relay="a", reason=reason.value) == 0
+        assert value(text, "smtp_probe_failures_total", relay="a", reason=reason.value) is None
     for phase in Phase:
-        assert value(text, "smtp_probe_phase_duration_seconds_count", relay="a",
-                     phase=phase.value) == 0
+        assert value(text, "smtp_probe_phase_duration_seconds", relay="a",
+                     phase=phase.value) is None
     assert value(text, "smtp_probe_last_run_timestamp_seconds", relay="a") == 0
     assert value(text, "smtp_exporter_config_last_reload_successful") == 1
     assert value(text, "smtp_exporter_shard_info", shard="0", total_shards="1") == 1
@@ -91,17 +95,18 @@ async def test_metrics_after_real_probes(
     assert value(text, "smtp_probe_success", relay="good") == 1
     assert value(text, "smtp_probe_success", relay="bad") == 0
     assert (value(text, "smtp_probe_failures_total", relay="bad", reason="auth_failed") or 0) >= 2
-    assert value(text, "smtp_probe_failures_total", relay="good", reason="auth_failed") == 0
+    assert [k for k in samples(text) if k[0] == "smtp_probe_failures_total"] == [
+        ("smtp_probe_failures_total", frozenset({("relay", "bad"), ("reason", "auth_failed")}))]
     failing = [k for k in samples(text) if k[0] == "smtp_probe_last_failure_info"]
     assert failing == [("smtp_probe_last_failure_info", frozenset({
         ("relay", "bad"), ("reason", "auth_failed"), ("phase", "auth"),
         ("hint", "credentials refused: check username and password (app password or API key, "
                  "no trailing space)"), ("cause", "")}))]
     for phase in ("resolve", "connect", "greeting", "ehlo", "tls", "auth", "quit"):
-        assert (value(text, "smtp_probe_phase_duration_seconds_count", relay="good",
-                      phase=phase) or 0) >= 2
-    assert value(text, "smtp_probe_phase_duration_seconds_count", relay="good",
-                 phase="rcpt") == 0
+        assert (value(text, "smtp_probe_phase_duration_seconds", relay="good",
+                      phase=phase) or 0) > 0
+    assert value(text, "smtp_probe_phase_duration_seconds", relay="good", phase="rcpt") is None
+    assert (value(text, "smtp_probe_total_duration_seconds_count", relay="good") or 0) >= 2
     not_after = value(text, "smtp_tls_cert_not_after_timestamp_seconds", relay="good")
     assert not_after is not None and not_after > time.time()
     assert value(text, "smtp_tls_cert_verified", relay="good") == 1
@@ -130,7 +135,8 @@ async def test_exposition_passes_promtool(
 async def test_endpoints_and_status_page(
     running: Any, server_loop: ServerLoop, server_ctx: ssl.SSLContext, ca_file: str
 ) -> None:
-    """Health, readiness, gzip, 404/405, and a status page with reason, hint and transcript."""
+    """Health, readiness, gzip, OpenMetrics (with the failure counter's _created), 404/405,
+    and a status page with reason, hint and transcript."""
     bad = start_relay(server_loop, ctx=server_ctx, recorder=Recorder(password="other"))
     app, base = await running({"name": "bad", "port": bad.port, "tls": "starttls",
                                "ca_file": ca_file, "interval": "1s", "timeout": "900ms",
@@ -155,6 +161,19 @@ async def test_endpoints_and_status_page(
     req = urllib.request.Request(base + "/metrics", headers={"Accept-Encoding": "gzip"})
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=5).read())
     assert b"smtp_probe_success" in gzip.decompress(body)
+    req = urllib.request.Request(base + "/metrics", headers={
+        "Accept-Encoding": "gzip", "Accept": "application/openmetrics-text; version=1.0.0"})
+    answer = await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=5))
+    assert answer.headers["Content-Type"].startswith("application/openmetrics-text")
+    text = gzip.decompress(answer.read()).decode()
+    parsed = text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+    families = {f.name: f for f in parsed}
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+    assert "process_cpu_seconds" in families and "smtp_exporter_build_info" in families
+    assert [s.value for s in families["smtp_probe_success"].samples] == [0]
+    failures = families["smtp_probe_failures"].samples
+    assert {s.name for s in failures} == {"smtp_probe_failures_total",
+                                          "smtp_probe_failures_created"}
     _, status_json, _ = await get(base + "/status.json")
     assert '"reason": "auth_failed"' in status_json
 

@@ -21,12 +21,13 @@ MAX_LINES = 400
 # Who may import whom inside exporter/ ("__init__" is `from exporter import __version__`).
 # Shared vocabulary at the bottom, protocol layers above it, features above those, and the
 # readers of every feature (metrics, web) and the wiring (app, cli) at the top.
-SHARED = {"__init__", "model", "peertext", "tasks", "histogram", "config"}
+SHARED = {"__init__", "model", "peertext", "tasks", "histogram", "exposition", "config"}
 ALLOWED: dict[str, set[str]] = {
     "model": set(),
     "peertext": set(),
     "tasks": set(),
     "histogram": set(),
+    "exposition": set(),
     "logs": set(),
     "config": {"model"},
     "headers": {"peertext"},

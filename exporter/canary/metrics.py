@@ -17,7 +17,8 @@ from exporter.histogram import PHASE_BUCKETS, Histogram
 from exporter.model import Phase, Reason
 from exporter.peertext import clean
 
-__all__ = ["canary_families"]
+__all__ = ["canary_families", "mailbox_families", "pair_families", "path_families",
+           "sender_families"]
 
 # The longest hint label, as for smtp_probe_last_failure_info.
 MAX_HINT_LABEL = 300
@@ -27,13 +28,13 @@ RM = ["relay", "mailbox"]
 
 def canary_families(snap: CanarySnapshot) -> Iterator[Metric]:
     """Every canary series; each (relay, mailbox) pair has its counters from start-up."""
-    yield from _sender_families(snap)
-    yield from _pair_families(snap)
-    yield from _path_families(snap)
-    yield from _mailbox_families(snap)
+    yield from sender_families(snap)
+    yield from pair_families(snap)
+    yield from path_families(snap)
+    yield from mailbox_families(snap)
 
 
-def _sender_families(snap: CanarySnapshot) -> Iterator[Metric]:
+def sender_families(snap: CanarySnapshot) -> Iterator[Metric]:
     sent = CounterMetricFamily("smtp_canary_sent_total",
                                "Canaries handed to the relay (accepted, or uncertain).",
                                labels=["relay"])
@@ -72,7 +73,7 @@ def _sender_families(snap: CanarySnapshot) -> Iterator[Metric]:
     yield from (sent, uncertain, failures, failing, phases, last_send)
 
 
-def _pair_families(snap: CanarySnapshot) -> Iterator[Metric]:
+def pair_families(snap: CanarySnapshot) -> Iterator[Metric]:
     received = CounterMetricFamily("smtp_canary_received_total",
                                    "Canaries seen in the mailbox, by folder.",
                                    labels=[*RM, "folder"])
@@ -138,7 +139,7 @@ def _pair_families(snap: CanarySnapshot) -> Iterator[Metric]:
     yield from (auth, aligned, folder, spam)
 
 
-def _path_families(snap: CanarySnapshot) -> Iterator[Metric]:
+def path_families(snap: CanarySnapshot) -> Iterator[Metric]:
     hops = GaugeMetricFamily(
         "smtp_canary_hops",
         "Received headers of the last canary seen: its hops from the relay to the mailbox.",
@@ -173,7 +174,7 @@ def _path_families(snap: CanarySnapshot) -> Iterator[Metric]:
     yield from (hops, delay, encrypted, skew, failures)
 
 
-def _mailbox_families(snap: CanarySnapshot) -> Iterator[Metric]:
+def mailbox_families(snap: CanarySnapshot) -> Iterator[Metric]:
     up = GaugeMetricFamily("smtp_mailbox_up",
                            "1 while the watcher is logged in to the mailbox.", labels=["mailbox"])
     idle = GaugeMetricFamily("smtp_mailbox_idle_supported",

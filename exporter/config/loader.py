@@ -13,6 +13,7 @@ from pathlib import Path
 
 from exporter.config.dnschecks import parse_blocklists, parse_domains
 from exporter.config.mailboxes import parse_mailboxes, warn_unused_mailboxes
+from exporter.config.metrics import parse_metrics
 from exporter.config.model import Config, ConfigError, DNSConfig, Problem
 from exporter.config.modules import default_ehlo_name, parse_modules
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys
@@ -44,6 +45,7 @@ _TOP_KEYS = (
     "instance",
     "mailboxes",
     "max_concurrent_probes",
+    "metrics",
     "modules",
     "relays",
     "state_dir",
@@ -84,7 +86,9 @@ def parse_config(
     defaults = parse_defaults(root.get("defaults"), context, problems)
     names: dict[str, str] = {}
     mailboxes = parse_mailboxes(root.get("mailboxes"), context, problems, names)
-    relays = parse_relays(root.get("relays"), defaults, context, problems, tuple(names))
+    metrics = parse_metrics(root.get("metrics"), "metrics", problems)
+    relays = parse_relays(root.get("relays"), defaults, context, problems, tuple(names),
+                          metrics=metrics)
     warn_unused_mailboxes(names, relays, problems)
     config = Config(
         relays=relays,
@@ -97,6 +101,7 @@ def parse_config(
         domains=parse_domains(root.get("domains"), problems),
         blocklists=parse_blocklists(root.get("blocklists"), problems),
         modules=parse_modules(root.get("modules"), context, problems),
+        metrics=metrics,
     )
     if problems.of("error"):
         raise ConfigError(problems.of("error"))

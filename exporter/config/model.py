@@ -8,10 +8,11 @@ from enum import StrEnum
 
 from exporter.config.secret import Secret
 from exporter.config.shard import ONE_SHARD, Shard
-from exporter.model import Reason, TLSMode
+from exporter.model import Phase, Reason, TLSMode
 
 __all__ = [
     "NO_AUTH",
+    "NO_EXTRA_METRICS",
     "AuthConfig",
     "AuthMechanism",
     "CanaryConfig",
@@ -21,6 +22,7 @@ __all__ = [
     "DNSConfig",
     "DomainConfig",
     "MailboxConfig",
+    "MetricsConfig",
     "ModuleConfig",
     "OAuth2Config",
     "Problem",
@@ -125,6 +127,18 @@ class MailboxConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Opt-in detail that costs series: per-phase histograms and their bucket bounds
+    (None: the exporter's default bounds)."""
+
+    phase_histograms: tuple[Phase, ...] = ()
+    buckets: tuple[float, ...] | None = None
+
+
+NO_EXTRA_METRICS = MetricsConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class RelayConfig:
     """One relay to probe."""
 
@@ -147,6 +161,7 @@ class RelayConfig:
     preset: str | None = None
     canary: CanaryConfig | None = None
     egress_addresses: tuple[str, ...] = ()  # where its mail leaves from: PTR and DNSBL checks
+    metrics: MetricsConfig = NO_EXTRA_METRICS  # the top-level metrics:, overridden per key
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +221,7 @@ class Config:
     notes: tuple[Problem, ...] = ()  # what only the machine it runs on can check (offline)
     shard: Shard = ONE_SHARD  # which shard of the relays this process runs (--shard)
     modules: tuple[ModuleConfig, ...] = ()  # relay templates for /probe
+    metrics: MetricsConfig = NO_EXTRA_METRICS  # the top-level metrics: block
 
     @property
     def canary_instance(self) -> str:

@@ -9,7 +9,15 @@ from functools import partial
 
 from exporter.config.auth import parse_auth
 from exporter.config.canary import parse_canary
-from exporter.config.model import NO_AUTH, AuthConfig, AuthMechanism, RelayConfig
+from exporter.config.metrics import parse_metrics
+from exporter.config.model import (
+    NO_AUTH,
+    NO_EXTRA_METRICS,
+    AuthConfig,
+    AuthMechanism,
+    MetricsConfig,
+    RelayConfig,
+)
 from exporter.config.presets import Preset, lookup_preset, preset_names
 from exporter.config.reader import Context, Problems, Reader, as_mapping, check_keys, read_list
 from exporter.config.transport import (
@@ -44,9 +52,11 @@ __all__ = ["RelaySettings", "default_tls", "parse_defaults", "parse_relays", "re
 
 _RELAY_KEYS = tuple(field for field in RelayConfig.__dataclass_fields__)
 _RELAY_ONLY = ("name", "host", "port", "preset", "rcpt_check", "expect", "canary",
-               "egress_addresses")
+               "egress_addresses", "metrics")
 _DEFAULTS_KEYS = tuple(key for key in _RELAY_KEYS if key not in _RELAY_ONLY)
 _DEFAULTS_SPECIAL = {key: "cannot be set in defaults; set it on each relay" for key in _RELAY_ONLY}
+_DEFAULTS_SPECIAL["metrics"] = ("cannot be set in defaults; set metrics: at the top level for "
+                                "every relay, or on a relay for that one")
 _IMPLICIT_PORTS = frozenset({465, 2465})
 _STARTTLS_PORTS = frozenset({587, 2587})
 _PORT_FOR_MODE = {TLSMode.STARTTLS: 587, TLSMode.IMPLICIT: 465, TLSMode.NONE: 25}
@@ -67,6 +77,8 @@ def parse_relays(
     context: Context,
     problems: Problems,
     mailboxes: Sequence[str] = (),
+    *,
+    metrics: MetricsConfig = NO_EXTRA_METRICS,
 ) -> tuple[RelayConfig, ...]:
     """Every relay that could be built; what is wrong with the others is in ``problems``.
 
@@ -82,7 +94,8 @@ def parse_relays(
         return ()
     seen: dict[str, str] = {}
     relays = [
-        _parse_relay(item, f"relays[{index}]", defaults, seen, context, problems, mailboxes)
+        _parse_relay(item, f"relays[{index}]", defaults, seen, context, problems, mailboxes,
+                     metrics)
         for index, item in enumerate(value)
     ]
     return tuple(relay for relay in relays if relay is not None)
@@ -136,6 +149,7 @@ def _parse_relay(
     context: Context,
     problems: Problems,
     mailboxes: Sequence[str],
+    metrics: MetricsConfig = NO_EXTRA_METRICS,
 ) -> RelayConfig | None:
     if not isinstance(value, Mapping):
         problems.error(path, f"expected a mapping of relay settings, got {kind(value)}")
@@ -168,6 +182,7 @@ def _parse_relay(
         canary=parse_canary(raw.get("canary"), reader.at("canary"), mailboxes, problems),
         egress_addresses=read_list(raw.get("egress_addresses"), reader.at("egress_addresses"),
                                    problems, to_ip, "IP addresses"),
+        metrics=parse_metrics(raw.get("metrics"), reader.at("metrics"), problems, metrics),
     )
     _check_ports(relay, reader)
     if relay.tls == TLSMode.NONE:

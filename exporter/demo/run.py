@@ -141,6 +141,7 @@ relays:
     rcpt_check: canary@demo.localhost
     mail_from: probe@demo.localhost
     egress_addresses: [127.0.0.10] # reverse DNS out.demo.localhost, forward confirmed
+    metrics: {{phase_histograms: [connect, tls, auth]}}  # opt-in: per-phase latency histograms
     canary:
       from: canary@{DEMO_DOMAIN}
       to: [{{address: {INBOX_ADDRESS}, mailbox: demo-mailbox}}]

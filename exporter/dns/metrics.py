@@ -8,9 +8,11 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 
 from exporter.dns.result import CheckName, CheckStatus, DNSCheck
 from exporter.dns.store import DNS_BUCKETS, DNSSnapshot
+from exporter.exposition import Spec
 from exporter.histogram import Histogram
 
-__all__ = ["DOMAIN_CHECKS", "RELAY_CHECKS", "dns_families", "worst"]
+__all__ = ["DNS_RELAY_SPECS", "DOMAIN_CHECKS", "RELAY_CHECKS", "dns_domain_families",
+           "dns_families", "dns_relay_families", "worst"]
 
 DOMAIN_CHECKS = (CheckName.MX, CheckName.SPF, CheckName.DKIM, CheckName.DMARC,
                  CheckName.MTA_STS, CheckName.TLS_RPT)
@@ -27,47 +29,32 @@ def worst(checks: Iterable[DNSCheck]) -> dict[CheckName, CheckStatus]:
     return out
 
 
+STATUS = Spec("smtp_dns_check_status",
+              "1 if the DNS check is ok, 0 on a warning or an error (see smtp_dns_check_info).",
+              "gauge", ("domain", "check", "relay"))
+INFO = Spec("smtp_dns_check_info",
+            "1 with the current status (ok, warning, error) of each check in its status label.",
+            "gauge", ("domain", "check", "status", "relay"))
+PTR = Spec("smtp_dns_ptr_matches",
+           "1 if the relay address's PTR name resolves back to it (FCrDNS).", "gauge",
+           ("relay", "address"))
+LISTED = Spec("smtp_dnsbl_listed", "1 if the relay address is listed in the DNS blocklist zone.",
+              "gauge", ("relay", "address", "zone"))
+# The families with a relay label; the rest are per domain or per check.
+DNS_RELAY_SPECS = (STATUS, INFO, PTR, LISTED)
+
+
 def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
-    status = GaugeMetricFamily(
-        "smtp_dns_check_status",
-        "1 if the DNS check is ok, 0 on a warning or an error (see smtp_dns_check_info).",
-        labels=["domain", "check", "relay"])
-    info = GaugeMetricFamily(
-        "smtp_dns_check_info", "1 for the current status (ok, warning, error) of each check.",
-        labels=["domain", "check", "status", "relay"])
-    spf = GaugeMetricFamily("smtp_dns_spf_lookups",
-                            "DNS-querying SPF terms after following include and redirect "
-                            "(the limit is 10).", labels=["domain"])
-    # In bytes, the base unit promtool requires (a 2048-bit RSA key reads 256).
-    dkim = GaugeMetricFamily("smtp_dns_dkim_key_size_bytes",
-                             "Size of each DKIM public key in bytes (RSA: modulus bits / 8).",
-                             labels=["domain", "selector"])
-    dmarc = GaugeMetricFamily("smtp_dns_dmarc_policy_info",
-                              "The DMARC policy (p) and subdomain policy (sp); always 1.",
-                              labels=["domain", "policy", "subdomain_policy"])
-    pct = GaugeMetricFamily("smtp_dns_dmarc_pct", "The DMARC pct tag.", labels=["domain"])
-    ptr = GaugeMetricFamily("smtp_dns_ptr_matches",
-                            "1 if the relay address's PTR name resolves back to it (FCrDNS).",
-                            labels=["relay", "address"])
-    listed = GaugeMetricFamily("smtp_dnsbl_listed",
-                               "1 if the relay address is listed in the DNS blocklist zone.",
-                               labels=["relay", "address", "zone"])
-    durations = HistogramMetricFamily("smtp_dns_check_duration_seconds",
-                                      "Time each DNS check took.", labels=["check"])
+    yield from dns_relay_families(snap)
+    yield from dns_domain_families(snap)
+
+
+def dns_relay_families(snap: DNSSnapshot) -> Iterator[Metric]:
+    """The check status families (domain and relay checks) and the relay address families."""
+    status, info, ptr, listed = STATUS.gauge(), INFO.gauge(), PTR.gauge(), LISTED.gauge()
     for domain, report in sorted(snap.domains.items()):
         current = worst(report.checks) if report else {}
         _add_status(status, info, domain, "", DOMAIN_CHECKS, current)
-        if report is None:
-            continue
-        if report.spf_lookups is not None:
-            spf.add_metric([domain], report.spf_lookups)
-        for selector, bits in sorted(report.dkim_key_bits.items()):
-            dkim.add_metric([domain, selector], bits / 8)
-        if report.dmarc_policy is not None:
-            dmarc.add_metric([domain, report.dmarc_policy,
-                              report.dmarc_subdomain_policy or report.dmarc_policy], 1)
-        if report.dmarc_pct is not None:
-            pct.add_metric([domain], report.dmarc_pct)
     for relay, relay_report in sorted(snap.relays.items()):
         # One series per relay, domain= its host: relays sharing a host (587 and 465) stay
         # apart, and a failing check names the relay whose egress it concerns.
@@ -79,11 +66,41 @@ def dns_families(snap: DNSSnapshot) -> Iterator[Metric]:
             ptr.add_metric([relay, address], 1 if matches else 0)
         for (address, zone), is_listed in sorted(relay_report.listed.items()):
             listed.add_metric([relay, address, zone], 1 if is_listed else 0)
+    yield from (status, info, ptr, listed)
+
+
+def dns_domain_families(snap: DNSSnapshot) -> Iterator[Metric]:
+    """The families without a relay label: SPF, DKIM and DMARC facts, and check durations."""
+    spf = GaugeMetricFamily("smtp_dns_spf_lookups",
+                            "DNS-querying SPF terms after following include and redirect "
+                            "(the limit is 10).", labels=["domain"])
+    # In bytes, the base unit promtool requires (a 2048-bit RSA key reads 256).
+    dkim = GaugeMetricFamily("smtp_dns_dkim_key_size_bytes",
+                             "Size of each DKIM public key in bytes (RSA: modulus bits / 8).",
+                             labels=["domain", "selector"])
+    dmarc = GaugeMetricFamily("smtp_dns_dmarc_policy_info",
+                              "The DMARC policy (p) and subdomain policy (sp); always 1.",
+                              labels=["domain", "policy", "subdomain_policy"])
+    pct = GaugeMetricFamily("smtp_dns_dmarc_pct", "The DMARC pct tag.", labels=["domain"])
+    durations = HistogramMetricFamily("smtp_dns_check_duration_seconds",
+                                      "Time each DNS check took.", labels=["check"])
+    for domain, report in sorted(snap.domains.items()):
+        if report is None:
+            continue
+        if report.spf_lookups is not None:
+            spf.add_metric([domain], report.spf_lookups)
+        for selector, bits in sorted(report.dkim_key_bits.items()):
+            dkim.add_metric([domain, selector], bits / 8)
+        if report.dmarc_policy is not None:
+            dmarc.add_metric([domain, report.dmarc_policy,
+                              report.dmarc_subdomain_policy or report.dmarc_policy], 1)
+        if report.dmarc_pct is not None:
+            pct.add_metric([domain], report.dmarc_pct)
     empty = Histogram.empty(DNS_BUCKETS)
     for check in (*DOMAIN_CHECKS, *RELAY_CHECKS):
         hist = snap.durations.get(check, empty)
         durations.add_metric([check.value], hist.cumulative(), hist.total)
-    yield from (status, info, spf, dkim, dmarc, pct, ptr, listed, durations)
+    yield from (spf, dkim, dmarc, pct, durations)
 
 
 def _add_status(status: GaugeMetricFamily, info: GaugeMetricFamily, subject: str, relay: str,
@@ -93,10 +110,10 @@ def _add_status(status: GaugeMetricFamily, info: GaugeMetricFamily, subject: str
     # read as a warning or an error that nobody can fix. Domain checks carry relay="", which
     # Prometheus stores as no label at all: their series stay the ones they were before relay
     # checks gained the label, and every sample of the family has the same label names.
+    # smtp_dns_check_info has the current status only (value 1): one series per check.
     for name in names:
         now = current.get(name)
         if now is None:
             continue
         status.add_metric([subject, name.value, relay], 1 if now is CheckStatus.OK else 0)
-        for value in CheckStatus:
-            info.add_metric([subject, name.value, value.value, relay], 1 if now is value else 0)
+        info.add_metric([subject, name.value, now.value, relay], 1)

@@ -3,6 +3,7 @@ reports of the probe command."""
 
 from __future__ import annotations
 
+from exporter.relay.exposition import RelayBlocks
 from exporter.relay.history import History, PastProbe
 from exporter.relay.metrics import probe_families, relay_families
 from exporter.relay.multitarget import TargetProber
@@ -16,6 +17,7 @@ __all__ = [
     "History",
     "PastProbe",
     "ProbeFn",
+    "RelayBlocks",
     "RelayInfo",
     "RelayResult",
     "RelayView",

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.config import ONE_SHARD, Shard
-from exporter.histogram import Histogram
+from exporter.histogram import DURATION_BUCKETS, PHASE_BUCKETS, Histogram
 from exporter.model import Phase, Reason, TLSInfo
 from exporter.relay.history import History
 from exporter.relay.result import RelayResult
@@ -22,6 +22,7 @@ __all__ = [
 
 RECENT = 60  # probes the status page's chart shows per relay
 NO_HISTORY = History(RECENT)
+EMPTY_DURATION = Histogram.empty(DURATION_BUCKETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class RelayInfo:
     tls_verify: bool = True
     expect: str = ""
     oauth2: bool = False
+    phase_histograms: tuple[Phase, ...] = ()  # opt-in (metrics.phase_histograms)
+    phase_buckets: tuple[float, ...] = PHASE_BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +50,11 @@ class RelayView:
     last: RelayResult | None = None
     last_failure: RelayResult | None = None
     probes: int = 0
-    failures: Mapping[Reason, int] = field(default_factory=dict)
-    phases: Mapping[Phase, Histogram] = field(default_factory=dict)
+    failures: Mapping[Reason, int] = field(default_factory=dict)  # reasons seen, no zeros
+    failed_since: Mapping[Reason, float] = field(default_factory=dict)  # first failure's start
+    phases: Mapping[Phase, Histogram] = field(default_factory=dict)  # the opt-in ones only
+    duration: Histogram = EMPTY_DURATION
+    reached: tuple[Phase, ...] = ()  # every phase a probe reached, in Phase order
     recent: History = NO_HISTORY  # the last probes, compact: no transcripts
     tls: TLSInfo | None = None
     token_expiry: float | None = None
@@ -96,7 +102,8 @@ class ResultStore:
             fresh: dict[str, RelayView] = {}
             for info in infos:
                 old = self._relays.get(info.name)
-                fresh[info.name] = replace(old, info=info) if old else RelayView(info=info)
+                fresh[info.name] = (replace(old, info=info, phases=_kept(old.phases, info))
+                                    if old else RelayView(info=info))
             self._relays = fresh
             self._warnings = tuple(warnings)
             self._source = source
@@ -115,19 +122,34 @@ class ResultStore:
             view = self._relays.get(result.relay)
             if view is None:  # removed by a reload while its probe ran
                 return
-            phases = dict(view.phases)
-            for phase, seconds in result.phases.items():
-                phases[phase] = phases.get(phase, Histogram()).observe(seconds)
-            failures = view.failures
+            info = view.info
+            phases = view.phases
+            if info.phase_histograms:
+                grown = dict(phases)
+                for phase in info.phase_histograms:
+                    seconds = result.phases.get(phase)
+                    if seconds is not None:
+                        hist = grown.get(phase) or Histogram.empty(info.phase_buckets)
+                        grown[phase] = hist.observe(seconds)
+                phases = grown
+            reached = view.reached
+            if not reached or any(phase not in reached for phase in result.phases):
+                reached = tuple(p for p in Phase if p in reached or p in result.phases)
+            failures, failed_since = view.failures, view.failed_since
             if result.reason is not None:
                 failures = {**failures, result.reason: failures.get(result.reason, 0) + 1}
+                if result.reason not in failed_since:
+                    failed_since = {**failed_since, result.reason: result.started_at}
             self._relays[result.relay] = replace(
                 view,
                 last=result,
                 last_failure=view.last_failure if result.success else result,
                 probes=view.probes + 1,
                 failures=failures,
+                failed_since=failed_since,
                 phases=phases,
+                duration=view.duration.observe(result.duration),
+                reached=reached,
                 recent=view.recent.add(result),
                 tls=result.tls or view.tls,
             )
@@ -156,3 +178,9 @@ class ResultStore:
                 location=self._location,
                 shard=self._shard,
             )
+
+
+def _kept(phases: Mapping[Phase, Histogram], info: RelayInfo) -> dict[Phase, Histogram]:
+    """The phase histograms a reload keeps: those still listed, with the same bounds."""
+    return {phase: hist for phase, hist in phases.items()
+            if phase in info.phase_histograms and hist.bounds == info.phase_buckets}

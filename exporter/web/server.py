@@ -20,6 +20,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from exporter.canary import CanarySnapshot
 from exporter.dns import DNSSnapshot
+from exporter.exposition import gzip_chunks
 from exporter.peertext import clean
 from exporter.relay import Snapshot
 from exporter.web.guard import WebGuard, cross_site
@@ -27,7 +28,10 @@ from exporter.web.probe import HEADER, ProbeEndpoint
 from exporter.web.statusjson import status_json
 from exporter.web.statuspage import render_status_page
 
-__all__ = ["WebServer", "parse_listen_address"]
+__all__ = ["Exposition", "WebServer", "parse_listen_address"]
+
+# /metrics for an Accept header: UTF-8 chunks and their content type.
+Exposition = Callable[[str], tuple[list[bytes], str]]
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +129,12 @@ class WebServer:
         dns: Callable[[], DNSSnapshot] | None = None,
         guard: WebGuard | None = None,
         probe: ProbeEndpoint | None = None,
+        exposition: Exposition | None = None,
     ) -> None:
         host, port = address
         self.guard = guard or WebGuard(None)
         handler = _make_handler(registry, snapshot, reload, ready, canaries, dns, self.guard,
-                                probe)
+                                probe, exposition)
         self._httpd = _server_for(host, port, handler)
         self._httpd.guard = self.guard
         self._thread = threading.Thread(
@@ -161,6 +166,7 @@ def _make_handler(
     dns: Callable[[], DNSSnapshot] | None,
     guard: WebGuard,
     probe: ProbeEndpoint | None = None,
+    exposition: Exposition | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "smtp-canary-exporter"
@@ -189,10 +195,15 @@ def _make_handler(
             return True
 
         def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
+            self._send_chunks(status, [body], content_type, **headers)
+
+        def _send_chunks(self, status: int, chunks: list[bytes], content_type: str,
+                         **headers: str) -> None:
+            """One response whose body is the chunks, written one by one."""
             self._responded = True
             self.send_response(status)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))
             self.send_header("Cache-Control", "no-store")
             for key, value in headers.items():
                 self.send_header(key.replace("_", "-"), value)
@@ -202,7 +213,8 @@ def _make_handler(
                 self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                for chunk in chunks:
+                    self.wfile.write(chunk)
 
         def _text(self, status: int, text: str, **headers: str) -> None:
             self._send(status, text.encode("utf-8"), "text/plain; charset=utf-8", **headers)
@@ -343,13 +355,17 @@ def _make_handler(
             self._text(200 if ok else 500, message.rstrip("\n") + "\n")
 
         def _metrics(self) -> None:
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            body = encoder(registry)
+            accept = self.headers.get("Accept", "")
+            if exposition is not None:
+                chunks, content_type = exposition(accept)
+            else:
+                encoder, content_type = choose_encoder(accept)
+                chunks = [encoder(registry)]
             extra: dict[str, str] = {}
             if "gzip" in self.headers.get("Accept-Encoding", ""):
-                body = gzip.compress(body, compresslevel=5)
+                chunks = gzip_chunks(chunks)
                 extra["Content_Encoding"] = "gzip"
-            self._send(200, body, content_type, **extra)
+            self._send_chunks(200, chunks, content_type, **extra)
 
         def _compressible(self, body: bytes, content_type: str) -> None:
             """200 with ``body``, gzipped (fast) for a client that accepts it."""

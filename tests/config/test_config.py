@@ -59,6 +59,20 @@ INVALID: dict[str, list[str]] = {
         "'<block mapping start>'; fix the syntax on that line"
     ],
     "top-level": ["{file}: expected a mapping with a relays: list, got a list"],
+    "metrics": [
+        "defaults.metrics: cannot be set in defaults; set metrics: at the top level for every "
+        "relay, or on a relay for that one",
+        "metrics.phase_histograms[1]: 'tsl' is not a phase; use one of resolve, connect, "
+        "greeting, ehlo, tls, auth, mail, rcpt, data, quit",
+        "metrics.buckets[2]: 0.5 does not exceed 1.0 before it; list the bounds in increasing "
+        "order, each once",
+        "relays[0].metrics.bucket: unknown key; did you mean buckets?",
+        "relays[0].metrics.buckets[0]: -0.1 is not above 0; bucket bounds are seconds, use a "
+        "positive number",
+        "relays[1].metrics.phase_histograms[1]: connect is listed twice; list it once",
+        "relays[1].metrics.buckets: expected a list of upper bounds in seconds, e.g. "
+        "[0.01, 0.1, 1], got an empty list",
+    ],
     "relays-missing": ["relays: missing; add at least one relay"],
     "relays-empty": ["relays: empty; add at least one relay"],
     "relay-not-mapping": ["relays[0]: expected a mapping of relay settings, got a string"],
@@ -1499,7 +1513,7 @@ def test_unknown_top_level_key_lists_the_new_keys() -> None:
     assert _problems(text) == ["statedir: unknown key; did you mean state_dir?"]
     assert _problems("zzz: 1\nrelays: [{name: r, host: smtp.example.com}]") == [
         "zzz: unknown key; valid keys are blocklists, defaults, dns, domains, instance, "
-        "mailboxes, max_concurrent_probes, modules, relays, "
+        "mailboxes, max_concurrent_probes, metrics, modules, relays, "
         "state_dir"
     ]
 
