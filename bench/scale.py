@@ -81,7 +81,7 @@ def _one(count: int, interval: float, relays: list[TruthRelay], dns_port: int, t
         done = subprocess.run(
             [sys.executable, str(HERE / "scale_daemon.py"), "--relays", str(count),
              "--interval", str(interval), "--relay-ports", ",".join(str(r.port) for r in relays),
-             "--ca", str(relays[0].ca), "--dns-port", str(dns_port),
+             "--ca", ",".join(str(r.ca) for r in relays), "--dns-port", str(dns_port),
              "--scrape-every", str(scrape_every), "--json", str(out)],
             stderr=err, check=False)
     if done.returncode != 0 or not out.exists():

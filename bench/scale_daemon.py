@@ -79,10 +79,11 @@ print(json.dumps({"rows": out, "lags": lags}))
 """
 
 
-def fleet_config(count: int, ports: list[int], ca: str, *, interval: float, dns_port: int
-                 ) -> str:
-    """``count`` STARTTLS + AUTH PLAIN relays spread over the truth relays on ``ports``, a
-    sending domain and a blocklist checked against the loopback nameserver."""
+def fleet_config(count: int, ports: list[int], cas: list[str], *, interval: float,
+                 dns_port: int) -> str:
+    """``count`` STARTTLS + AUTH PLAIN relays spread over the truth relays on ``ports`` (each
+    with its CA in ``cas``), a sending domain and a blocklist checked against the loopback
+    nameserver."""
     lines = [
         f"max_concurrent_probes: {MAX_CONCURRENT}",
         f"dns: {{nameservers: ['127.0.0.1:{dns_port}'], timeout: 2s, interval: 10m}}",
@@ -93,7 +94,7 @@ def fleet_config(count: int, ports: list[int], ca: str, *, interval: float, dns_
     for i in range(count):
         lines.append(
             f"  - {{name: r{i:04d}, host: 127.0.0.1, port: {ports[i % len(ports)]},"
-            f" tls: starttls, ca_file: {ca}, ehlo_name: r{i:04d}.bench.test,"
+            f" tls: starttls, ca_file: {cas[i % len(cas)]}, ehlo_name: r{i:04d}.bench.test,"
             f" interval: {interval:g}s, timeout: 5s,"
             f" auth: {{username: bench, password_env: BENCH_PASSWORD}}}}")
     return "\n".join(lines) + "\n"
@@ -208,12 +209,10 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     slips: list[float] = []
     lates: list[float] = []
     probed: set[str] = set()
-    done_at: list[float] = []
+    done_at: list[tuple[float, bool]] = []  # when each probe ended, and whether it succeeded
     late_at: list[float] = []  # when (seconds from start-up) probes started over 50 ms late
-    failed = 0
 
     async def probe(relay_cfg: RelayConfig, **kwargs: Any) -> RelayResult:
-        nonlocal failed
         task = asyncio.current_task()
         if task in due.due:
             slips.append(time.perf_counter() - due.due.pop(task))
@@ -221,13 +220,12 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                 late_at.append(round(time.perf_counter() - started, 1))
         probed.add(relay_cfg.name)
         result = await probe_relay(relay_cfg, **kwargs)
-        failed += not result.success
-        done_at.append(time.perf_counter())
+        done_at.append((time.perf_counter(), result.success))
         return result
 
     path = tmp / f"fleet-{count}.yaml"
-    path.write_text(fleet_config(count, ports, args.ca, interval=interval,
-                                 dns_port=args.dns_port))
+    cas = args.ca.split(",")
+    path.write_text(fleet_config(count, ports, cas, interval=interval, dns_port=args.dns_port))
     app = App(str(path), listen=("127.0.0.1", 0), environ={"BENCH_PASSWORD": PASSWORD},
               probe=probe, clock=due)
     started = time.perf_counter()
@@ -236,7 +234,7 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     base = f"http://127.0.0.1:{app.web.port}"
     start_s = time.perf_counter() - started
     lag_task = asyncio.create_task(_lag_timer(lates))
-    box = _Blackbox(ports[0], Path(args.ca), tmp, interval, args.blackbox_workers)
+    box = _Blackbox(ports[0], Path(cas[0]), tmp, interval, args.blackbox_workers)
     box.start()
     scraper = _spawn_fetch(f"{base}/metrics", PROM_ACCEPT, "gzip", 10**6, args.scrape_every,
                            time.time() + interval) if args.scrape_every > 0 else None
@@ -245,7 +243,8 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         await asyncio.sleep(interval)
         cpu, loop_cpu = time.process_time() - cpu0, time.thread_time() - loop0
         wall, end = time.perf_counter() - t0, time.perf_counter()
-        probes = sum(1 for t in done_at if t <= end)
+        probes = sum(1 for t, _ in done_at if t <= end)
+        failed = sum(1 for t, ok in done_at if t <= end and not ok)
         covered = len(probed)
         lag = sorted(lates)
         rss = rss_mib()
@@ -319,7 +318,7 @@ def main() -> None:
     parser.add_argument("--relays", type=int, required=True)
     parser.add_argument("--interval", type=float, default=60.0)
     parser.add_argument("--relay-ports", required=True, help="truth relays' ports, comma-separated")
-    parser.add_argument("--ca", required=True)
+    parser.add_argument("--ca", required=True, help="each truth relay's CA file, comma-separated")
     parser.add_argument("--dns-port", type=int, required=True)
     parser.add_argument("--scrape-every", type=float, default=15.0)
     parser.add_argument("--blackbox-workers", type=int, default=4)
