@@ -206,18 +206,16 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     count, interval = args.relays, args.interval
     ports = [int(p) for p in args.relay_ports.split(",")]
     due = _Due()
-    slips: list[float] = []
+    started_slips: list[tuple[float, float]] = []  # (when a probe started, how late)
     lates: list[float] = []
     probed: set[str] = set()
     done_at: list[tuple[float, bool]] = []  # when each probe ended, and whether it succeeded
-    late_at: list[float] = []  # when (seconds from start-up) probes started over 50 ms late
 
     async def probe(relay_cfg: RelayConfig, **kwargs: Any) -> RelayResult:
         task = asyncio.current_task()
         if task in due.due:
-            slips.append(time.perf_counter() - due.due.pop(task))
-            if slips[-1] > 0.05:
-                late_at.append(round(time.perf_counter() - started, 1))
+            now = time.perf_counter()
+            started_slips.append((now, now - due.due.pop(task)))
         probed.add(relay_cfg.name)
         result = await probe_relay(relay_cfg, **kwargs)
         done_at.append((time.perf_counter(), result.success))
@@ -245,6 +243,9 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         wall, end = time.perf_counter() - t0, time.perf_counter()
         probes = sum(1 for t, _ in done_at if t <= end)
         failed = sum(1 for t, ok in done_at if t <= end and not ok)
+        # Probes that started in the window; after it, the fetches below would count too.
+        slips = [slip for t, slip in started_slips if t <= end]
+        late_at = [round(t - started, 1) for t, slip in started_slips if t <= end and slip > 0.05]
         covered = len(probed)
         lag = sorted(lates)
         rss = rss_mib()
