@@ -73,7 +73,7 @@ def _dns_server() -> Iterator[int]:
 
 
 def _one(count: int, interval: float, relays: list[TruthRelay], dns_port: int, tmp: Path,
-         scrape_every: float) -> dict[str, object]:
+         scrape_every: float, *, fetch: bool = True) -> dict[str, object]:
     out = tmp / f"scale-{count}.json"
     log = tmp / f"daemon-{count}.log"
     cpu0 = [r.cpu_seconds() for r in relays]
@@ -82,7 +82,8 @@ def _one(count: int, interval: float, relays: list[TruthRelay], dns_port: int, t
             [sys.executable, str(HERE / "scale_daemon.py"), "--relays", str(count),
              "--interval", str(interval), "--relay-ports", ",".join(str(r.port) for r in relays),
              "--ca", ",".join(str(r.ca) for r in relays), "--dns-port", str(dns_port),
-             "--scrape-every", str(scrape_every), "--json", str(out)],
+             "--scrape-every", str(scrape_every), "--json", str(out),
+             *(() if fetch else ("--no-fetch",))],
             stderr=err, check=False)
     if done.returncode != 0 or not out.exists():
         tail = log.read_text(errors="replace").splitlines()[-20:]
@@ -115,11 +116,12 @@ def table(rows: list[dict[str, object]]) -> list[str]:
             f"| {r['relays']:,} | {r['coverage_pct']} % ({r['covered']:,}) "
             f"| {r['slip_p50_ms']} / {r['slip_p99_ms']} ms | {r['loop_lag_p99_ms']} ms "
             f"| {r['cpu_ms_per_probe']} ms ({r['loop_cpu_ms_per_probe']}) | {ratio} "
-            f"| {r['rss_mib']} MiB | {r['metrics_text_ms']} ms, {r['metrics_text_kib']} KiB "
-            f"| {r['metrics_om_ms']} ms, {r['metrics_om_kib']} KiB "
-            f"| {r['metrics_text_gzip_ms']} / {r['metrics_om_gzip_ms']} ms, "
-            f"{r['metrics_text_gzip_kib']} / {r['metrics_om_gzip_kib']} KiB "
-            f"| {_cell(r.get('series_per_relay'))} | {r['status_page_ms']} ms |")
+            f"| {r['rss_mib']} MiB "
+            f"| {_cell(r.get('metrics_text_ms'))} ms, {_cell(r.get('metrics_text_kib'))} KiB "
+            f"| {_cell(r.get('metrics_om_ms'))} ms, {_cell(r.get('metrics_om_kib'))} KiB "
+            f"| {_cell(r.get('metrics_text_gzip_ms'))} / {_cell(r.get('metrics_om_gzip_ms'))} ms, "
+            f"{_cell(r.get('metrics_text_gzip_kib'))} / {_cell(r.get('metrics_om_gzip_kib'))} KiB "
+            f"| {_cell(r.get('series_per_relay'))} | {_cell(r.get('status_page_ms'))} ms |")
     return out
 
 
@@ -132,6 +134,8 @@ def main() -> None:
                         help="seconds between scrapes during the window; 0: none")
     parser.add_argument("--relay-procs", type=int, default=0,
                         help="truth relay processes (default: one per 100 probes/s)")
+    parser.add_argument("--no-fetch", dest="fetch", action="store_false",
+                        help="do not time /metrics and the status page after the window")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.relays.split(",")]
@@ -145,7 +149,7 @@ def main() -> None:
         for count in counts:
             print(f"-- {count} relays, {args.interval:g} s", flush=True)
             rows.append(_one(count, args.interval, relays, dns_port, Path(tmp),
-                             args.scrape_every))
+                             args.scrape_every, fetch=args.fetch))
     print("\n".join(table(rows)))
     for r in rows:
         print(f"{r['relays']:,} relays: {r['probes']} probes ({r['failed']} failed) in "
