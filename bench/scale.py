@@ -73,7 +73,8 @@ def _dns_server() -> Iterator[int]:
 
 
 def _one(count: int, interval: float, relays: list[TruthRelay], dns_port: int, tmp: Path,
-         scrape_every: float, *, fetch: bool = True) -> dict[str, object]:
+         scrape_every: float, *, fetch: bool = True, gc_tune: bool = False
+         ) -> dict[str, object]:
     out = tmp / f"scale-{count}.json"
     log = tmp / f"daemon-{count}.log"
     cpu0 = [r.cpu_seconds() for r in relays]
@@ -83,7 +84,7 @@ def _one(count: int, interval: float, relays: list[TruthRelay], dns_port: int, t
              "--interval", str(interval), "--relay-ports", ",".join(str(r.port) for r in relays),
              "--ca", ",".join(str(r.ca) for r in relays), "--dns-port", str(dns_port),
              "--scrape-every", str(scrape_every), "--json", str(out),
-             *(() if fetch else ("--no-fetch",))],
+             *(() if fetch else ("--no-fetch",)), *(("--gc-tune",) if gc_tune else ())],
             stderr=err, check=False)
     if done.returncode != 0 or not out.exists():
         tail = log.read_text(errors="replace").splitlines()[-20:]
@@ -136,6 +137,9 @@ def main() -> None:
                         help="truth relay processes (default: one per 100 probes/s)")
     parser.add_argument("--no-fetch", dest="fetch", action="store_false",
                         help="do not time /metrics and the status page after the window")
+    parser.add_argument("--gc-tune", action="store_true",
+                        help="an experiment: gc.freeze() after start-up, young collections "
+                        "every 20,000 allocations")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.relays.split(",")]
@@ -149,7 +153,7 @@ def main() -> None:
         for count in counts:
             print(f"-- {count} relays, {args.interval:g} s", flush=True)
             rows.append(_one(count, args.interval, relays, dns_port, Path(tmp),
-                             args.scrape_every, fetch=args.fetch))
+                             args.scrape_every, fetch=args.fetch, gc_tune=args.gc_tune))
     print("\n".join(table(rows)))
     for r in rows:
         print(f"{r['relays']:,} relays: {r['probes']} probes ({r['failed']} failed) in "
@@ -160,7 +164,10 @@ def main() -> None:
               f"p50 {r['scrape_p50_ms']} / max {r['scrape_max_ms']} ms; blackbox "
               f"{_cell(r.get('blackbox_probes'))} probes; truth relay CPU {r['relay_cpu_pct']} "
               f"% ({procs} process{'es' if procs > 1 else ''}); {r['log_lines']} log lines "
-              f"({r['log_info_lines']} info)")
+              f"({r['log_info_lines']} info); garbage collection {r['gc_ms']} ms in the "
+              f"window, {r['gc_full']} full (longest {r['gc_full_max_ms']} ms) over "
+              f"{r['gc_tracked_objects']:,} tracked objects; event-loop stalls over 20 ms "
+              f"(s from start, ms): {r['loop_stalls_over_20ms']}")
     print(f"load average before/after: {load0} / {load_average()}; pid {os.getpid()}")
     write_json(args.json, {"rows": rows, "relay_procs": procs, "load_before": load0,
                            "load_after": load_average(), "table": table(rows)})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from exporter.tasks import LoopClock
 # 60 s), which would be counted as the daemon's.
 LAG_TICK = 0.050
 MAX_CONCURRENT = 256
+GC_GEN0 = 20_000  # --gc-tune: allocations between young collections (Python's default: 700)
 PROM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
                "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 TEXT_ACCEPT = "text/plain;version=0.0.4"
@@ -115,11 +117,17 @@ class _Due(LoopClock):
         await asyncio.sleep(seconds)
 
 
-async def _lag_timer(lates: list[float]) -> None:
+async def _lag_timer(lates: list[float], stalls: list[tuple[float, float]], since: float
+                     ) -> None:
+    """Lateness of each tick in ``lates``; (seconds from ``since``, ms late) of the first
+    ticks over 20 ms late in ``stalls``, to tell a start-up stall from a steady one."""
     while True:
         t = time.perf_counter()
         await asyncio.sleep(LAG_TICK)
-        lates.append(time.perf_counter() - t - LAG_TICK)
+        late = time.perf_counter() - t - LAG_TICK
+        lates.append(late)
+        if late > 0.02 and len(stalls) < 40:
+            stalls.append((round(t - since, 1), round(late * 1000, 1)))
 
 
 def _spawn_fetch(url: str, accept: str, enc: str, count: int, every: float, until: float
@@ -231,7 +239,22 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     assert app.web is not None
     base = f"http://127.0.0.1:{app.web.port}"
     start_s = time.perf_counter() - started
-    lag_task = asyncio.create_task(_lag_timer(lates))
+    if args.gc_tune:  # an experiment: what the collector costs the loop, and a way out
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_GEN0)
+    collections: list[tuple[int, float]] = []  # (generation, seconds) of each GC in the window
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            collections.append((info["generation"], time.perf_counter() - gc_started[0]))
+
+    gc.callbacks.append(on_gc)
+    stalls: list[tuple[float, float]] = []
+    lag_task = asyncio.create_task(_lag_timer(lates, stalls, started))
     box = _Blackbox(ports[0], Path(cas[0]), tmp, interval, args.blackbox_workers)
     box.start()
     scraper = _spawn_fetch(f"{base}/metrics", PROM_ACCEPT, "gzip", 10**6, args.scrape_every,
@@ -246,6 +269,11 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         # Probes that started in the window; after it, the fetches below would count too.
         slips = [slip for t, slip in started_slips if t <= end]
         late_at = [round(t - started, 1) for t, slip in started_slips if t <= end and slip > 0.05]
+        gc.callbacks.remove(on_gc)
+        full = [d for g, d in collections if g == 2]
+        gc_figures = {"gc_ms": _ms(sum(d for _, d in collections)), "gc_full": len(full),
+                      "gc_full_max_ms": _ms(max(full, default=None)),
+                      "gc_tracked_objects": len(gc.get_objects())}
         covered = len(probed)
         lag = sorted(lates)
         rss = rss_mib()
@@ -296,13 +324,14 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         "loop_lag_p50_ms": _ms(pct(lag, 0.5) if lag else None),
         "loop_lag_p99_ms": _ms(pct(lag, 0.99) if lag else None),
         "loop_lag_max_ms": _ms(lag[-1] if lag else None), "loop_lag_metric": lag_metric,
+        "loop_stalls_over_20ms": stalls,
         "cpu_share_pct": round(cpu / wall * 100, 2),
         "cpu_ms_per_probe": round(cpu / probes * 1000, 3) if probes else None,
         "loop_cpu_ms_per_probe": round(loop_cpu / probes * 1000, 3) if probes else None,
         "rss_mib": round(rss, 1), "scrapes": len(scrapes),
         "scrape_p50_ms": _ms(_median(scrapes, 0)), "scrape_max_ms": _ms(
             max((r[0] for r in scrapes), default=None)),
-        **timings, **box.result,
+        **gc_figures, **timings, **box.result,
     }
     bb = figures.get("blackbox_cpu_ms_per_probe")
     if isinstance(bb, float) and bb and figures["cpu_ms_per_probe"] is not None:
@@ -325,6 +354,9 @@ def main() -> None:
     parser.add_argument("--blackbox-workers", type=int, default=4)
     parser.add_argument("--no-fetch", dest="fetch", action="store_false",
                         help="do not time /metrics and the status page after the window")
+    parser.add_argument("--gc-tune", action="store_true",
+                        help="after start-up, freeze the objects there are (gc.freeze) and "
+                        f"collect the young generation every {GC_GEN0:,} allocations")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
     setup_logging("info", "logfmt")
