@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from blackbox import blackbox
 from common import (
     PASSWORD,
     TruthRelay,
@@ -43,32 +39,6 @@ from common import (
 )
 
 from exporter.relay.probe import probe_relay
-
-BLACKBOX = "prometheus-blackbox-exporter"
-
-MODULE = """modules:
-  smtp_starttls_auth:
-    prober: tcp
-    timeout: 10s
-    tcp:
-      preferred_ip_protocol: ip4
-      tls_config:
-        ca_file: {ca}
-        server_name: localhost
-      query_response:
-        - expect: "^220 "
-        - send: "EHLO r0000.bench.test\\r"
-        - expect: "^250 STARTTLS"
-        - send: "STARTTLS\\r"
-        - expect: "^220 "
-        - starttls: true
-        - send: "EHLO r0000.bench.test\\r"
-        - expect: "^250 AUTH"
-        - send: "AUTH PLAIN {auth}\\r"
-        - expect: "^235 "
-        - send: "QUIT\\r"
-        - expect: "^221 "
-"""
 
 
 async def _exporter(relay: TruthRelay, probes: int, concurrency: int) -> tuple[float, int]:
@@ -89,54 +59,21 @@ async def _exporter(relay: TruthRelay, probes: int, concurrency: int) -> tuple[f
     return time.process_time() - cpu0, failed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _blackbox(
     relay: TruthRelay, tmp: Path, probes: int, concurrency: int
 ) -> tuple[float, int] | str:
-    exe = shutil.which(BLACKBOX)
-    if exe is None:
-        return f"{BLACKBOX} is not installed (apt-get install {BLACKBOX})"
-    auth = base64.b64encode(f"\0bench\0{PASSWORD}".encode()).decode()
-    conf = tmp / "blackbox.yml"
-    conf.write_text(MODULE.format(ca=relay.ca, auth=auth), encoding="utf-8")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}",
-         "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = (f"http://127.0.0.1:{port}/probe?module=smtp_starttls_auth"
-           f"&target=127.0.0.1:{relay.port}")
+    with blackbox(relay.port, relay.ca, tmp, password=PASSWORD) as box:
+        if isinstance(box, str):
+            return box
 
-    def one(_: int = 0) -> bool:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return b"\nprobe_success 1" in r.read()
+        def one(_: int = 0) -> bool:
+            return box.probe()
 
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                ok = one()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    return f"{BLACKBOX} did not start"
-                time.sleep(0.1)
-        if not ok:
-            return f"{BLACKBOX}'s probe failed; its module is in {conf}"
-        cpu0 = proc_cpu_seconds(proc.pid)
+        cpu0 = proc_cpu_seconds(box.proc.pid)
         with ThreadPoolExecutor(concurrency) as pool:
             results = list(pool.map(one, range(probes)))
-        cpu = proc_cpu_seconds(proc.pid) - cpu0
+        cpu = proc_cpu_seconds(box.proc.pid) - cpu0
         return cpu, results.count(False)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ GOAL_ERROR_MS = 1.0
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("timing_truth", ["timing_truth.py", "--rows", "1,100,1000,100s,1000s"]),
     ("probe_cost", ["probe_cost.py", "--probes", "1000", "--concurrency", "10"]),
-    ("scale", ["scale.py", "--relays", "10,100,1000", "--interval", "60"]),
+    ("scale", ["scale.py", "--relays", "1000,10000", "--interval", "60"]),
     ("canary_detection", ["canary_detection.py", "--messages", "10", "--poll-interval", "5"]),
 ]
 
@@ -80,12 +80,7 @@ def _rows(figs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     scale = figs.get("scale")
     if scale:
         for r in scale["rows"]:
-            rows.append((
-                f"scale, {r['relays']} relays every {r['interval_s']:g} s",
-                f"slip p50 {r['slip_p50_ms']} / p99 {r['slip_p99_ms']} ms, CPU "
-                f"{r['cpu_share_pct']} % ({r['cpu_ms_per_probe']} ms/probe), RSS "
-                f"{r['rss_mib']} MiB, /metrics {r['metrics_ms']} ms for {r['metrics_kib']} KiB",
-                "-", "measured"))
+            rows.extend(_scale_rows(r))
     canary = figs.get("canary_detection")
     if canary:
         if "skipped" in canary:
@@ -97,12 +92,55 @@ def _rows(figs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _markdown(rows: list[tuple[str, str, str, str]], machine: dict[str, str]) -> str:
+# Issue 14's goals per fleet size: (figure, at most, at 1,000 relays, at 10,000 relays).
+_SCALE_GOALS = [
+    ("slip_p99_ms", "schedule slip p99", {10000: 100.0}, "ms"),
+    ("loop_lag_p99_ms", "event-loop lag p99", {10000: 5.0}, "ms"),
+    ("ratio", "daemon CPU per probe / blackbox_exporter's", {1000: 1.0, 10000: 1.0}, ""),
+    ("rss_mib", "RSS", {1000: 150.0, 10000: 500.0}, "MiB"),
+    ("metrics_text_ms", "/metrics text", {1000: 50.0, 10000: 500.0}, "ms"),
+    ("metrics_om_ms", "/metrics OpenMetrics", {1000: 50.0, 10000: 500.0}, "ms"),
+    ("metrics_text_gzip_ms", "/metrics text, gzip", {1000: 50.0, 10000: 500.0}, "ms"),
+    ("metrics_om_gzip_ms", "/metrics OpenMetrics, gzip", {1000: 50.0, 10000: 500.0}, "ms"),
+    ("series_per_relay", "series per relay", {1000: 30.0, 10000: 30.0}, ""),
+    ("status_page_ms", "status page", {1000: 1000.0, 10000: 1000.0}, "ms"),
+]
+
+
+def _scale_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """One row per goal of a fleet size (issue 14), then the figures that have none."""
+    n = r["relays"]
+    where = f"{n:,} relays"
+    cover = r["coverage_pct"] >= 100.0
+    rows = [(f"{where}: first-interval coverage", f"{r['coverage_pct']} % ({r['covered']:,}"
+             f" of {n:,}; {r['probes']:,} probes, {r['failed']} failed)", "100 %",
+             "met" if cover else "MISSED")]
+    for key, what, limits, unit in _SCALE_GOALS:
+        value, limit = r.get(key), limits.get(n)
+        fig = "-" if value is None else f"{value} {unit}".rstrip()
+        if key == "ratio":
+            fig = (f"{r['cpu_ms_per_probe']} ms (loop thread {r['loop_cpu_ms_per_probe']}) vs "
+                   f"{r.get('blackbox_cpu_ms_per_probe')} ms: {value}"
+                   if value is not None else f"{r['cpu_ms_per_probe']} ms; blackbox_exporter: "
+                   f"{r.get('blackbox_error', '-')}")
+        if limit is None:
+            rows.append((f"{where}: {what}", fig, "-", "measured"))
+            continue
+        verdict = "-" if value is None else ("met" if value <= limit else "MISSED")
+        rows.append((f"{where}: {what}", fig, f"<= {limit:g} {unit}".rstrip(), verdict))
+    return rows
+
+
+def _markdown(rows: list[tuple[str, str, str, str]], machine: dict[str, str],
+              performance: list[str] | None = None) -> str:
     out = [f"Run {machine['date']} on {machine['cpus']} CPUs ({machine['cpu']}), Linux "
            f"{machine['kernel']}, Python {machine['python']}; load average at start "
            f"{machine['load']}, at end {machine.get('load_end', '?')}.", "",
            "| measurement | figures | goal | |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    if performance:
+        out += ["", "Performance (bench/scale.py; columns in its docstring and README):", "",
+                *performance]
     return "\n".join(out) + "\n"
 
 
@@ -172,7 +210,7 @@ def main() -> None:
         figs[name] = json.loads(target.read_text())
     machine["load_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     rows = _rows(figs)
-    table = _markdown(rows, machine)
+    table = _markdown(rows, machine, (figs.get("scale") or {}).get("table"))
     (out / "results.md").write_text(table, encoding="utf-8")
     (out / "results.json").write_text(json.dumps(
         {"machine": machine, "seconds": seconds, "benchmarks": figs,

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import socket
 import time
+from functools import lru_cache
 
 import dns.asyncquery
 import dns.asyncresolver
@@ -33,7 +34,10 @@ class ResolveError(Exception):
     nameserver answered), which resolver was asked, and the fix."""
 
 
+@lru_cache(maxsize=4096)
 def _literal(host: str) -> str | None:
+    """The address ``host`` spells (``[::1]``, ``127.0.0.1``), else None; parsed once per host
+    name, not per probe."""
     try:
         return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:

@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from aiosmtplib.errors import (
@@ -22,7 +23,7 @@ from aiosmtplib.response import SMTPResponse
 
 from exporter.config import RelayConfig, TLSMode
 from exporter.model import Phase, Reason, TLSInfo, TranscriptLine
-from exporter.peertext import MAX_TEXT, Redactor, clean, clean_lines
+from exporter.peertext import MAX_TEXT, NO_SECRETS, Redactor, clean, clean_lines
 from exporter.smtp.errors import ProbeError, sasl_names, status_reason
 from exporter.smtp.kerneltime import StampedSocket
 from exporter.smtp.protocol import TimedProtocol
@@ -36,6 +37,10 @@ MAX_TRANSCRIPT_LINES = 400
 _DOT = re.compile(rb"(?m)^\.")
 # Share of the probe's budget the greeting may use before the port is tested for implicit TLS.
 GREETING_SHARE = 0.8
+
+
+# A relay's credentials make the same redactor at every probe: built once, not per probe.
+_redactor_for = lru_cache(maxsize=256)(Redactor)
 
 
 class SMTPSession:
@@ -62,7 +67,7 @@ class SMTPSession:
         self._connected_at = 0.0
         self._omitted = 0
         self.handed_over = False
-        self._redactor = Redactor()
+        self._redactor = NO_SECRETS
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -76,7 +81,8 @@ class SMTPSession:
     def conceal(self, *values: str) -> None:
         """Never show these (a password, its base64 forms, a token), even when the server
         echoes them back in a reply, encoded, or cut short by a length cap."""
-        self._redactor = self._redactor.with_secrets(values)
+        self._redactor = (self._redactor.with_secrets(values) if self._redactor
+                          else _redactor_for(values))
 
     def clean(self, text: str | bytes, *, limit: int = MAX_TEXT) -> str:
         """Server text as it may be stored, shown or logged: this session's secrets redacted."""
@@ -130,13 +136,11 @@ class SMTPSession:
         try:
             resp = await proto.execute_command(*args, timeout=self.remaining())
         except SMTPTimeoutError:
-            raise self.fail(
-                Reason.TIMEOUT, f"no reply to {verb} within the probe timeout"
-            ) from None
+            raise self.fail(Reason.TIMEOUT,
+                            f"no reply to {verb} within the probe timeout") from None
         except SMTPServerDisconnected:
-            raise self.fail(
-                Reason.PROTOCOL_ERROR, f"the server closed the connection after {verb}"
-            ) from None
+            raise self.fail(Reason.PROTOCOL_ERROR,
+                            f"the server closed the connection after {verb}") from None
         except SMTPResponseException as exc:
             raise self.fail(Reason.PROTOCOL_ERROR, f"bad reply to {verb}: {exc.message}") from None
         self._record_reply(resp)
@@ -323,9 +327,8 @@ class SMTPSession:
         start = time.perf_counter()
         self.note("C", "STARTTLS")
         try:
-            resp = await proto.start_tls(
-                ctx, server_hostname=self._server_name, timeout=self.remaining()
-            )
+            resp = await proto.start_tls(ctx, server_hostname=self._server_name,
+                                         timeout=self.remaining())
         except SMTPResponseException as exc:
             self._record_reply(SMTPResponse(exc.code, exc.message))
             reason = Reason.REJECTED_TEMPORARY if 400 <= exc.code < 500 else (
@@ -375,13 +378,11 @@ class SMTPSession:
         except SMTPTimeoutError:
             raise self.fail(Reason.TIMEOUT, "no reply to the message within the timeout") from None
         except SMTPServerDisconnected:
-            raise self.fail(
-                Reason.PROTOCOL_ERROR, "the server closed the connection after the message"
-            ) from None
+            raise self.fail(Reason.PROTOCOL_ERROR,
+                            "the server closed the connection after the message") from None
         except SMTPResponseException as exc:
-            raise self.fail(
-                Reason.PROTOCOL_ERROR, f"bad reply to the message: {exc.message}"
-            ) from None
+            raise self.fail(Reason.PROTOCOL_ERROR,
+                            f"bad reply to the message: {exc.message}") from None
         self._record_reply(resp)
         self.phases[Phase.DATA] = proto.reply_at - start
         self.expect(resp, 250, what="the message")
