@@ -6,13 +6,14 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterator
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.canary import CanarySnapshot, canary_families
 from exporter.dns import DNSSnapshot, dns_families
 from exporter.relay import Snapshot, relay_families
+from exporter.tasks import LagHistogram, SchedulingSnapshot
 
 __all__ = ["ExporterCollector"]
 
@@ -25,10 +26,13 @@ class ExporterCollector(Collector):
         snapshot: Callable[[], Snapshot],
         canaries: Callable[[], CanarySnapshot] | None = None,
         dns: Callable[[], DNSSnapshot] | None = None,
+        *,
+        scheduling: Callable[[], SchedulingSnapshot] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._canaries = canaries
         self._dns = dns
+        self._scheduling = scheduling
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -36,6 +40,8 @@ class ExporterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         yield from _exporter_families(snap)
+        if self._scheduling is not None:
+            yield from _scheduling_families(self._scheduling())
         yield from relay_families(snap)
         if self._canaries is not None:
             yield from canary_families(self._canaries())
@@ -72,4 +78,38 @@ def _exporter_families(snap: Snapshot) -> Iterator[Metric]:
         "smtp_exporter_config_warnings",
         "Number of warnings the running configuration raised (see the status page).",
         value=len(snap.warnings),
+    )
+
+
+def _buckets(hist: LagHistogram) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    running = 0
+    for bound, n in zip((*hist.bounds, float("inf")), hist.counts, strict=True):
+        running += n
+        out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+    return out
+
+
+def _scheduling_families(snap: SchedulingSnapshot) -> Iterator[Metric]:
+    lag = HistogramMetricFamily(
+        "smtp_exporter_schedule_lag_seconds",
+        "How late scheduled work started after its planned time, a wait for a "
+        "max_concurrent_probes slot included: kind is probe, canary or dns.",
+        labels=["kind"],
+    )
+    for kind, hist in sorted(snap.lag.items()):
+        lag.add_metric([kind], _buckets(hist), hist.total)
+    yield lag
+    loop = HistogramMetricFamily(
+        "smtp_exporter_event_loop_lag_seconds",
+        "How late a timer on the event loop fired: time the loop was held by other work, "
+        "which delays every probe's timing too.",
+    )
+    loop.add_metric([], _buckets(snap.loop_lag), snap.loop_lag.total)
+    yield loop
+    yield GaugeMetricFamily(
+        "smtp_exporter_probes_in_flight",
+        "Relay probes running now (scheduled and /probe), each holding a "
+        "max_concurrent_probes slot.",
+        value=snap.probes_in_flight,
     )
