@@ -57,7 +57,8 @@ async def get(url: str, **kw: Any) -> tuple[int, str, dict[str, str]]:
 
 async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
     """Before any probe: success 0, every reason's counter 0, every phase histogram empty;
-    an unsharded exporter is shard 0 of 1."""
+    an unsharded exporter is shard 0 of 1; the schedule's lag histograms and probes in
+    flight are there at 0."""
     _, base = await running({"name": "a", "port": refused_port(), "interval": "1h",
                              "tls": "none"})
     _, text, _ = await get(base + "/metrics")
@@ -71,6 +72,10 @@ async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
     assert value(text, "smtp_exporter_config_last_reload_successful") == 1
     assert value(text, "smtp_exporter_shard_info", shard="0", total_shards="1") == 1
     assert value(text, "smtp_tls_cert_not_after_timestamp_seconds", relay="a") is None
+    for kind in ("probe", "canary", "dns"):  # the scheduler's health, from start-up
+        assert value(text, "smtp_exporter_schedule_lag_seconds_count", kind=kind) == 0
+    assert value(text, "smtp_exporter_probes_in_flight") == 0
+    assert value(text, "smtp_exporter_event_loop_lag_seconds_bucket", le="+Inf") is not None
 
 
 async def test_metrics_after_real_probes(
