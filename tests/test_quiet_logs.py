@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from exporter.app import App
 from exporter.canary import CanaryManager, CanaryStore
-from exporter.canary.result import CanarySent
+from exporter.canary.result import Arrival, CanarySent
 from exporter.config import RelayConfig
 from exporter.dns.manager import log_changes
 from exporter.dns.result import CheckName, CheckStatus, DNSCheck, RelayDNSReport
@@ -187,3 +188,48 @@ async def test_canary_send_failures_log_one_warning_and_one_recovery(
         ("WARNING", "canary send failed", "timeout"),
         ("WARNING", "canary send failed", "auth_failed"),
     ]
+
+
+async def test_lost_canaries_log_one_warning_and_one_recovery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two canaries in a row lost, then one that arrives in time: one "canary lost" warning,
+    one "canary delivery recovered" line; the second loss and the arrival are debug."""
+    caplog.set_level(logging.DEBUG, logger="exporter.canary.manager")
+    config = make_config(
+        {**relay("r"), "canary": {"from": "c@example.test", "interval": "1h",
+                                  "to": [{"address": "a@example.test", "mailbox": "box"}]}},
+        state_dir=str(tmp_path / "state"),
+        mailboxes=[{"name": "box", "host": "127.0.0.1", "port": 1, "tls": "implicit",
+                    "auth": {"username": "u", "password_env": "RELAY_PASSWORD"}}])
+
+    async def send(relay: RelayConfig, _: object, *, token: str, **kw: Any) -> CanarySent:
+        return CanarySent(relay=relay.name, token=token, success=True, started_at=time.time(),
+                          sent_at=time.time(), accepted=("a@example.test",))
+
+    manager = CanaryManager(CanaryStore(), send=send)
+    manager.first_spread = 1e9
+    manager.apply(config)
+    state = manager.state
+    assert state is not None
+
+    def lost() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage() == "canary lost"]
+
+    try:
+        for n in (1, 2):  # sent, then past its deadline: the expiry sweep counts it lost
+            sent = await manager.send_once(config.relays[0])
+            record = state.get(sent.token, "box")
+            assert record is not None
+            state.update(replace(record, deadline=time.time() - 1))
+            await eventually(lambda n=n: len(lost()) == n, what=f"loss {n}")  # type: ignore[misc]
+        sent = await manager.send_once(config.relays[0])
+        manager._on_arrival(Arrival(  # as the mailbox watcher reports it
+            token=sent.token, mailbox="box", folder="inbox", folder_name="INBOX",
+            seen_at=time.time(), internal_date=None, headers=()))
+    finally:
+        await manager.stop()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records
+             if r.getMessage().startswith("canary") and r.getMessage() != "canary send failed"]
+    assert lines == [("WARNING", "canary lost"), ("DEBUG", "canary lost"),
+                     ("INFO", "canary delivery recovered"), ("DEBUG", "canary received")]
