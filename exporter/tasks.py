@@ -75,10 +75,10 @@ def spread_offset(key: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def first_window(checks: int) -> float:
-    """The window the first runs of ``checks`` loops spread over: FIRST_SPREAD, or wider so
+def first_window(checks: int, *, at_least: float = FIRST_SPREAD) -> float:
+    """The window the first runs of ``checks`` loops spread over: ``at_least``, or wider so
     that at most START_RATE start a second (run_every caps it at each loop's interval)."""
-    return max(FIRST_SPREAD, checks / START_RATE)
+    return max(at_least, checks / START_RATE)
 
 
 async def run_every(
@@ -96,16 +96,20 @@ async def run_every(
     ``key`` fixes a phase in the interval (``spread_offset``), so checks started together
     spread evenly over it. Runs keep to the grid ``start + phase * interval + k * interval``:
     a fixed grid keeps the spread even for good, where a random jitter would let loops drift
-    together. The first run comes at the same phase of ``first_spread`` instead, if that is
-    shorter than the interval, so a check on a long interval has its first result soon; the
-    grid takes over from the next run. A run that overruns its slot skips the slots it missed
+    together. If ``first_spread`` is shorter than the interval, the first run comes within it
+    (at the grid's first slot if that is early enough, else at the same phase of the
+    window), so a check on a long interval has its first result soon; the grid takes over
+    from the next run. A run that overruns its slot skips the slots it missed
     rather than bursting; an exception from ``run`` is a bug, logged, and the schedule goes on."""
     phase = spread_offset(key)
     start = clock.now()
     grid = start + phase * interval
     window = interval if first_spread is None else min(interval, max(0.0, first_spread))
-    due = start + phase * window
-    next_slot = 0 if due < grid else 1  # the first run is the grid's slot 0 unless early
+    # A loop whose slot 0 falls within the window starts there; the others at their phase of
+    # the window. Both halves spread evenly over the window, and no loop runs twice in it.
+    on_grid = phase * interval <= window
+    due = grid if on_grid else start + phase * window
+    next_slot = 1 if on_grid else 0
     while True:
         await clock.sleep(max(0.0, due - clock.now()))
         try:

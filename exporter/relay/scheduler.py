@@ -21,15 +21,20 @@ from exporter.tasks import (
     LagRecorder,
     Limiter,
     cancel_and_wait,
+    first_window,
     run_every,
     stop_if_cancelled,
 )
 
-__all__ = ["ProbeFn", "Scheduler"]
+__all__ = ["FIRST_PROBES_WITHIN", "ProbeFn", "Scheduler"]
 
 log = logging.getLogger(__name__)
 
 ProbeFn = Callable[..., Awaitable[RelayResult]]
+# First probes spread over the relay's first interval, or over this many seconds if that is
+# shorter (wider with many relays): a relay on a 10-minute interval has its first result
+# within a minute, before an alert's `for: 5m` could take "not probed yet" for "down".
+FIRST_PROBES_WITHIN = 60.0
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Scheduler:
         # How late probes start (a slot of max_concurrent_probes included): smtp_exporter_
         # schedule_lag_seconds.
         self.lag = LagRecorder()
+        self._window = FIRST_PROBES_WITHIN
         self._unprobed: set[str] = set()
         self._probed_once: set[str] = set()
         self.first_round = asyncio.Event()  # set once every relay has had its first probe
@@ -78,6 +84,7 @@ class Scheduler:
         self._nameservers = config.dns.nameservers
         self._dns_timeout = config.dns.timeout  # read at each probe: no restart needed
         wanted = {r.name: r for r in config.relays}
+        self._window = first_window(len(wanted), at_least=FIRST_PROBES_WITHIN)
         for name in list(self._jobs):
             job = self._jobs[name]
             if name not in wanted or wanted[name] != job.relay or restart_all:
@@ -118,8 +125,8 @@ class Scheduler:
                 self._unprobed.discard(relay.name)
                 self._first_round_check()
 
-        await run_every(relay.interval, once, key=f"relay:{relay.name}", what="probe loop",
-                        clock=self._clock)
+        await run_every(relay.interval, once, key=f"relay:{relay.name}",
+                        first_spread=self._window, what="probe loop", clock=self._clock)
 
     async def _run(self, relay: RelayConfig, tokens: TokenSource | None) -> RelayResult:
         started = time.time()

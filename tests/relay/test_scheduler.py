@@ -15,7 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from exporter.app import relay_infos
 from exporter.config import Config
 from exporter.metrics import ExporterCollector
-from exporter.relay.scheduler import Scheduler
+from exporter.relay.scheduler import FIRST_PROBES_WITHIN, Scheduler
 from exporter.relay.store import ResultStore
 from exporter.tasks import LagRecorder, SchedulingSnapshot, spread_offset
 from tests.clock import VirtualClock
@@ -114,6 +114,24 @@ async def test_1000_relays_spread_their_first_probes_over_the_first_interval(
     assert b.probe.calls == 2000
     for starts in b.probe.starts.values():
         assert starts[1] - starts[0] == pytest.approx(60)
+
+
+async def test_relays_on_long_intervals_have_their_first_probe_within_a_minute(
+    bed: Callable[..., Bed],
+) -> None:
+    """200 relays on a 10-minute interval: every first probe comes within the first minute
+    (an alert's `for: 5m` never sees a relay that was simply not probed yet), and from the
+    second probe on they spread over the whole 10 minutes, each every 10 minutes at most."""
+    b = bed()
+    b.apply(relays(200, interval="10m"))
+    await b.clock.advance(FIRST_PROBES_WITHIN)
+    assert b.probe.calls == 200
+    await b.clock.advance(20 * 60)
+    seconds = [s[1] % 600 for s in b.probe.starts.values()]
+    per_minute = [sum(1 for t in seconds if 60 * k <= t < 60 * (k + 1)) for k in range(10)]
+    assert min(per_minute) >= 10, per_minute
+    for starts in b.probe.starts.values():
+        assert all(g <= 600 + 1e-6 for g in gaps(starts)), starts
 
 
 async def test_10000_relays_start_on_time_from_the_first_interval_on(
