@@ -16,7 +16,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from exporter.canary import CanaryManager, CanaryStore
 from exporter.config import ONE_SHARD, Config, ConfigError, Shard, config_for_shard, load_config
-from exporter.dns import DNSManager, DNSSnapshot, DNSStore
+from exporter.dns import DNSManager, DNSSnapshot, DNSStore, DomainReport, RelayDNSReport
 from exporter.metrics import ExporterCollector
 from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler, Snapshot, TargetProber
 from exporter.tasks import LOOP_CLOCK, Clock, LoopLagMonitor, SchedulingSnapshot, cancel_and_wait
@@ -54,25 +54,28 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
+def _has_error(report: DomainReport | RelayDNSReport | None) -> bool:
+    return report is not None and any(c.status.value == "error" for c in report.checks)
+
+
 def startup_summary(relays: Snapshot, dns: DNSSnapshot) -> dict[str, object]:
-    """The one line that closes the first round: how many relays and domains, and which of
-    them fail (a failed probe, or a DNS check that is not ok)."""
-    failing = {name for name, r in relays.relays.items() if r.last is not None
-               and not r.last.success}
-    failing |= {name for name, report in dns.relays.items() if report is not None
-                and any(c.status.value != "ok" for c in report.checks)}
-    domains = [name for name, report in dns.domains.items() if report is not None
-               and any(c.status.value != "ok" for c in report.checks)]
-    head = f"{_plural(len(relays.relays), 'relay')}, {_plural(len(dns.domains), 'domain')}"
+    """The fields of the one line that closes the first round: how many relays and domains,
+    and which of them fail (a failed probe, or a DNS check in error; warnings are left to
+    their own lines)."""
+    failing = {name for name, r in relays.relays.items()
+               if r.last is not None and not r.last.success}
+    failing |= {name for name, report in dns.relays.items() if _has_error(report)}
+    domains = [name for name, report in dns.domains.items() if _has_error(report)]
     problems = []
     if failing:
         problems.append(f"{_plural(len(failing), 'relay')} failing ({_names(list(failing))})")
     if domains:
-        problems.append(f"{_plural(len(domains), 'domain')} with DNS problems "
+        problems.append(f"{_plural(len(domains), 'domain')} failing DNS checks "
                         f"({_names(domains)})")
+    head = f"{_plural(len(relays.relays), 'relay')}, {_plural(len(dns.domains), 'domain')}"
     text = f"{head}: {'; '.join(problems) if problems else 'all ok'}"
     return {"summary": text, "relays": len(relays.relays), "domains": len(dns.domains),
-                  "failing_relays": len(failing), "failing_domains": len(domains)}
+            "failing_relays": len(failing), "failing_domains": len(domains)}
 
 
 class App:

@@ -13,14 +13,16 @@ from typing import Any
 
 import pytest
 
-from exporter.app import App
+from exporter.app import App, relay_infos, startup_summary
 from exporter.canary import CanaryManager, CanaryStore
 from exporter.canary.result import Arrival, CanarySent
 from exporter.config import RelayConfig
 from exporter.dns.manager import log_changes
-from exporter.dns.result import CheckName, CheckStatus, DNSCheck, RelayDNSReport
+from exporter.dns.result import CheckName, CheckStatus, DNSCheck, DomainReport, RelayDNSReport
+from exporter.dns.store import DNSSnapshot
 from exporter.model import Reason
 from exporter.relay.result import RelayResult
+from exporter.relay.store import ResultStore
 from tests.clock import VirtualClock
 from tests.conftest import ENV, make_config, write_config
 from tests.helpers import eventually
@@ -234,3 +236,30 @@ async def test_lost_canaries_log_one_warning_and_one_recovery(
              if r.name == "exporter.canary.manager"]
     assert lines == [("WARNING", "canary lost"), ("DEBUG", "canary lost"),
                      ("INFO", "canary delivery recovered"), ("DEBUG", "canary received")]
+
+
+def test_the_summary_counts_dns_errors_and_names_at_most_ten() -> None:
+    """12 relays with failed probes and one whose probe is ok but whose host is on a
+    blocklist (an error): 13 failing, the first ten named, "and 3 more"; a domain with an
+    SPF error is named, one with only a warning is not."""
+    config = make_config(*(relay(f"r{i:02d}") for i in range(20)))
+    store = ResultStore()
+    store.configure(relay_infos(config), warnings=(), source="test")
+    for i in range(20):
+        store.record(RelayResult(relay=f"r{i:02d}", success=i >= 12, started_at=time.time(),
+                                 duration=0.1, reason=None if i >= 12 else Reason.TIMEOUT))
+
+    def domain(name: str, status: CheckStatus) -> DomainReport:
+        check = DNSCheck(subject=name, check=CheckName.SPF, status=status, message="spf")
+        return DomainReport(domain=name, checked_at=time.time(), checks=(check,))
+
+    listed = replace(_report(CheckStatus.ERROR), relay="r19")
+    dns = DNSSnapshot(domains={"bad.example": domain("bad.example", CheckStatus.ERROR),
+                               "meh.example": domain("meh.example", CheckStatus.WARNING)},
+                      relays={"r19": listed, "r18": replace(_report(CheckStatus.OK),
+                                                            relay="r18")})
+    fields = startup_summary(store.snapshot(), dns)
+    assert fields["summary"] == (
+        "20 relays, 2 domains: 13 relays failing (r00, r01, r02, r03, r04, r05, r06, r07, "
+        "r08, r09 and 3 more); 1 domain failing DNS checks (bad.example)")
+    assert (fields["failing_relays"], fields["failing_domains"]) == (13, 1)
