@@ -97,18 +97,20 @@ async def run_every(
     spread evenly over it. Runs keep to the grid ``start + phase * interval + k * interval``:
     a fixed grid keeps the spread even for good, where a random jitter would let loops drift
     together. If ``first_spread`` is shorter than the interval, the first run comes within it
-    (at the grid's first slot if that is early enough, else at the same phase of the
-    window), so a check on a long interval has its first result soon; the grid takes over
-    from the next run. A run that overruns its slot skips the slots it missed
-    rather than bursting; an exception from ``run`` is a bug, logged, and the schedule goes on."""
+    (at the grid's first slot if that is early enough), so a check on a long interval has
+    its first result soon; the grid takes over from the next run. A run that overruns its
+    slot skips the slots it missed rather than bursting; an exception from ``run`` is a bug,
+    logged, and the schedule goes on."""
     phase = spread_offset(key)
     start = clock.now()
     grid = start + phase * interval
     window = interval if first_spread is None else min(interval, max(0.0, first_spread))
-    # A loop whose slot 0 falls within the window starts there; the others at their phase of
-    # the window. Both halves spread evenly over the window, and no loop runs twice in it.
-    on_grid = phase * interval <= window
-    due = grid if on_grid else start + phase * window
+    # A loop whose slot 0 falls within the window starts there; the others spread over the
+    # whole window by the rest of their phase. Together they are even over the window, and
+    # no loop runs twice in it.
+    share = window / interval if interval > 0 else 1.0
+    on_grid = phase <= share
+    due = grid if on_grid else start + (phase - share) / (1 - share) * window
     next_slot = 1 if on_grid else 0
     while True:
         await clock.sleep(max(0.0, due - clock.now()))
