@@ -16,14 +16,14 @@ from prometheus_client.registry import CollectorRegistry
 
 from exporter.canary import CanaryManager, CanaryStore
 from exporter.config import ONE_SHARD, Config, ConfigError, Shard, config_for_shard, load_config
-from exporter.dns import DNSManager, DNSStore
+from exporter.dns import DNSManager, DNSSnapshot, DNSStore, DomainReport, RelayDNSReport
 from exporter.histogram import PHASE_BUCKETS
 from exporter.metrics import ExporterCollector
-from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler, TargetProber
-from exporter.tasks import LOOP_CLOCK, Clock
+from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler, Snapshot, TargetProber
+from exporter.tasks import LOOP_CLOCK, Clock, LoopLagMonitor, SchedulingSnapshot, cancel_and_wait
 from exporter.web import ProbeEndpoint, ProbeRequests, WebGuard, WebServer
 
-__all__ = ["App", "relay_infos"]
+__all__ = ["App", "relay_infos", "startup_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,39 @@ def relay_infos(config: Config) -> list[RelayInfo]:
         )
         for r in config.relays
     ]
+
+
+def _names(names: list[str], most: int = 10) -> str:
+    shown = ", ".join(sorted(names)[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _has_error(report: DomainReport | RelayDNSReport | None) -> bool:
+    return report is not None and any(c.status.value == "error" for c in report.checks)
+
+
+def startup_summary(relays: Snapshot, dns: DNSSnapshot) -> dict[str, object]:
+    """The fields of the one line that closes the first round: how many relays and domains,
+    and which of them fail (a failed probe, or a DNS check in error; warnings are left to
+    their own lines)."""
+    failing = {name for name, r in relays.relays.items()
+               if r.last is not None and not r.last.success}
+    failing |= {name for name, report in dns.relays.items() if _has_error(report)}
+    domains = [name for name, report in dns.domains.items() if _has_error(report)]
+    problems = []
+    if failing:
+        problems.append(f"{_plural(len(failing), 'relay')} failing ({_names(list(failing))})")
+    if domains:
+        problems.append(f"{_plural(len(domains), 'domain')} failing DNS checks "
+                        f"({_names(domains)})")
+    head = f"{_plural(len(relays.relays), 'relay')}, {_plural(len(dns.domains), 'domain')}"
+    text = f"{head}: {'; '.join(problems) if problems else 'all ok'}"
+    return {"summary": text, "relays": len(relays.relays), "domains": len(dns.domains),
+            "failing_relays": len(failing), "failing_domains": len(domains)}
 
 
 class App:
@@ -90,6 +123,24 @@ class App:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self.loop_lag = LoopLagMonitor()
+        self._background: list[asyncio.Task[None]] = []
+
+    def scheduling(self) -> SchedulingSnapshot:
+        """The scheduler's health for /metrics: lag per kind, the loop's lag, probes running."""
+        return SchedulingSnapshot(
+            lag={"probe": self.scheduler.lag.snapshot(), "canary": self.canaries.lag.snapshot(),
+                 "dns": self.dns.lag.snapshot()},
+            loop_lag=self.loop_lag.lag.snapshot(),
+            probes_in_flight=self.scheduler.limiter.active,
+        )
+
+    async def _log_first_round(self) -> None:
+        """Once every relay was probed and every domain and host checked: one summary line."""
+        await self.scheduler.first_round.wait()
+        await self.dns.first_round.wait()
+        fields = startup_summary(self.store.snapshot(), self.dns_store.snapshot())
+        log.info("first round done", extra=fields)
 
     def _load(self) -> Config:
         config = load_config(self.config_path, environ=self.environ)
@@ -118,7 +169,7 @@ class App:
         guard = await asyncio.to_thread(WebGuard, self.web_config)
         config = await asyncio.to_thread(self._load)
         collector = ExporterCollector(self.store.snapshot, self.canary_store.snapshot,
-                                      self.dns_store.snapshot)
+                                      self.dns_store.snapshot, scheduling=self.scheduling)
         # The listen address is bound before any probe, canary or mailbox starts, so a busy
         # port fails alone (OSError) and nothing has run yet.
         self.web = WebServer(
@@ -141,6 +192,10 @@ class App:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.web.start()
+        self._background = [
+            asyncio.create_task(self.loop_lag.run(), name="event-loop-lag"),
+            asyncio.create_task(self._log_first_round(), name="first-round-summary"),
+        ]
         assert self.config is not None
         log.info(
             "exporter started",
@@ -191,6 +246,7 @@ class App:
         await self.scheduler.stop()
         await self.canaries.stop()
         await self.dns.stop()
+        await cancel_and_wait(self._background)
         if self.web is not None:
             await asyncio.to_thread(self.web.stop)
         log.info("exporter stopped")

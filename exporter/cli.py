@@ -30,7 +30,7 @@ from exporter.config import (
     read_env_file,
 )
 from exporter.dns import attach_dns, format_dns, probe_dns
-from exporter.logs import LEVELS, setup_logging
+from exporter.logs import LEVELS, logging_thread, setup_logging
 from exporter.relay import RelayResult, format_table, probe_relay, result_to_dict
 from exporter.sharding import add_shard_flags, format_shard, shard_or_report
 from exporter.smtp import token_source_for
@@ -271,7 +271,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if location is None or shard is None:
         return 2
     try:
-        return asyncio.run(_serve(args.config_file, listen, location, args.web_config, shard))
+        with logging_thread():
+            return asyncio.run(_serve(args.config_file, listen, location, args.web_config,
+                                      shard))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
               "choose another with --web.listen-address", file=sys.stderr)
@@ -362,7 +364,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if location is None:
         return 2
     try:
-        return asyncio.run(_demo(listen, interval, location, args.web_config))
+        with logging_thread():
+            return asyncio.run(_demo(listen, interval, location, args.web_config))
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}; "
               "choose another with --web.listen-address", file=sys.stderr)

@@ -5,14 +5,18 @@ bidirectional overrides too (``\\u009b``); lone surrogates become U+FFFD."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
 import re
 import sys
 import time
+from collections.abc import Iterator
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
-__all__ = ["LEVELS", "setup_logging"]
+__all__ = ["LEVELS", "logging_thread", "setup_logging"]
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR}
@@ -79,3 +83,40 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     logging.getLogger("asyncio").setLevel(max(logging.WARNING, root.level))
     # aiosmtpd (the demo relay) logs every session and its own deprecations under mail.log.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+
+class _FormattingQueueHandler(QueueHandler):
+    """Formats each line on the caller's thread and queues the finished text."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return logging.makeLogRecord({"msg": self.format(record), "name": record.name,
+                                      "levelno": record.levelno,
+                                      "levelname": record.levelname})
+
+
+@contextlib.contextmanager
+def logging_thread() -> Iterator[None]:
+    """While inside, lines are written to stderr by a thread of their own: the event loop only
+    formats a line, and a stderr that blocks (a full pipe, a slow log collector) cannot hold
+    up the probes. Leaving writes every queued line first. Does nothing unless the root
+    logger has the one stream handler ``setup_logging`` gave it."""
+    root = logging.getLogger()
+    originals = root.handlers[:]
+    original = originals[0] if len(originals) == 1 else None
+    if not isinstance(original, logging.StreamHandler):
+        yield
+        return
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    front = _FormattingQueueHandler(lines)
+    front.setFormatter(original.formatter)
+    front.setLevel(original.level)
+    writer = logging.StreamHandler(original.stream)
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    listener = QueueListener(lines, writer)
+    listener.start()
+    root.handlers[:] = [front]
+    try:
+        yield
+    finally:
+        root.handlers[:] = originals
+        listener.stop()

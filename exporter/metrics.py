@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
@@ -17,6 +17,7 @@ from exporter.canary import CanaryBlocks, CanarySnapshot, canary_families, mailb
 from exporter.dns import DNSBlocks, DNSSnapshot, dns_domain_families, dns_families
 from exporter.exposition import join_blocks
 from exporter.relay import RelayBlocks, Snapshot, relay_families
+from exporter.tasks import LagHistogram, SchedulingSnapshot
 
 __all__ = ["ExporterCollector"]
 
@@ -31,10 +32,13 @@ class ExporterCollector(Collector):
         snapshot: Callable[[], Snapshot],
         canaries: Callable[[], CanarySnapshot] | None = None,
         dns: Callable[[], DNSSnapshot] | None = None,
+        *,
+        scheduling: Callable[[], SchedulingSnapshot] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._canaries = canaries
         self._dns = dns
+        self._scheduling = scheduling
         self._blocks_only = threading.local()  # set while render() asks the registry
         self._relay_blocks = RelayBlocks()
         self._dns_blocks = DNSBlocks()
@@ -46,6 +50,8 @@ class ExporterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         yield from _exporter_families(snap)
+        if self._scheduling is not None:
+            yield from _scheduling_families(self._scheduling())
         blocks_only = getattr(self._blocks_only, "on", False)
         if not blocks_only:
             yield from relay_families(snap, created=False)
@@ -107,4 +113,38 @@ def _exporter_families(snap: Snapshot) -> Iterator[Metric]:
         "smtp_exporter_config_warnings",
         "Number of warnings the running configuration raised (see the status page).",
         value=len(snap.warnings),
+    )
+
+
+def _buckets(hist: LagHistogram) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    running = 0
+    for bound, n in zip((*hist.bounds, float("inf")), hist.counts, strict=True):
+        running += n
+        out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+    return out
+
+
+def _scheduling_families(snap: SchedulingSnapshot) -> Iterator[Metric]:
+    lag = HistogramMetricFamily(
+        "smtp_exporter_schedule_lag_seconds",
+        "How late scheduled work started after its planned time, a wait for a "
+        "max_concurrent_probes slot included: kind is probe, canary or dns.",
+        labels=["kind"],
+    )
+    for kind, hist in sorted(snap.lag.items()):
+        lag.add_metric([kind], _buckets(hist), hist.total)
+    yield lag
+    loop = HistogramMetricFamily(
+        "smtp_exporter_event_loop_lag_seconds",
+        "How late a timer on the event loop fired: time the loop was held by other work, "
+        "which delays every probe's timing too.",
+    )
+    loop.add_metric([], _buckets(snap.loop_lag), snap.loop_lag.total)
+    yield loop
+    yield GaugeMetricFamily(
+        "smtp_exporter_probes_in_flight",
+        "Relay probes running now (scheduled and /probe), each holding a "
+        "max_concurrent_probes slot.",
+        value=snap.probes_in_flight,
     )

@@ -59,7 +59,7 @@ async def get(url: str, **kw: Any) -> tuple[int, str, dict[str, str]]:
 async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
     """Before any probe: success 0, the probe duration histogram empty, no failure reason
     and no phase timing yet (they appear once a probe has one); an unsharded exporter is
-    shard 0 of 1."""
+    shard 0 of 1; the schedule's lag histograms and probes in flight are there at 0."""
     _, base = await running({"name": "a", "port": refused_port(), "interval": "1h",
                              "tls": "none"})
     _, text, _ = await get(base + "/metrics")
@@ -75,6 +75,10 @@ async def test_every_series_exists_before_the_first_probe(running: Any) -> None:
     assert value(text, "smtp_exporter_config_last_reload_successful") == 1
     assert value(text, "smtp_exporter_shard_info", shard="0", total_shards="1") == 1
     assert value(text, "smtp_tls_cert_not_after_timestamp_seconds", relay="a") is None
+    for kind in ("probe", "canary", "dns"):  # the scheduler's health, from start-up
+        assert value(text, "smtp_exporter_schedule_lag_seconds_count", kind=kind) == 0
+    assert value(text, "smtp_exporter_probes_in_flight") == 0
+    assert value(text, "smtp_exporter_event_loop_lag_seconds_bucket", le="+Inf") is not None
 
 
 async def test_metrics_after_real_probes(
@@ -243,9 +247,10 @@ async def test_a_relay_is_never_probed_twice_at_once(running: Any) -> None:
 async def test_one_clock_drives_probes_dns_checks_and_canary_sends(
     running: Any, tmp_path: Path,
 ) -> None:
-    """The App's clock runs every schedule: nothing starts before it moves; the relay is
-    probed and its DNS checked once within its first 10 seconds, and a canary whose first
-    send may come any time in its hour is sent within that virtual hour."""
+    """The App's clock runs every schedule: nothing starts before it moves; the relay host is
+    checked in DNS within the first 10 s, the relay probed once within its first minute, and
+    a canary whose first send may come any time in its hour is sent within that virtual
+    hour."""
     clock = VirtualClock()
     probe = FakeProbe(clock)
     app, _ = await running(
@@ -274,9 +279,12 @@ async def test_one_clock_drives_probes_dns_checks_and_canary_sends(
 
     await clock.advance(0)
     assert (probe.calls, len(dns_checks), canaries()) == (0, 0, 0)
-    await clock.advance(10)  # the relay's and the DNS check's first runs: within 10 s
-    assert (probe.calls, len(dns_checks)) == (1, 1)
-    await clock.advance(3590)
+    await clock.advance(10)  # the DNS check's first run starts within the first 10 s ...
+    await eventually(lambda: len(dns_checks) == 1, what="the DNS check of the relay host",
+                     timeout=15)  # ... and ends in real time
+    await clock.advance(50)  # the probe's first run: within its 60 s interval
+    assert probe.calls == 1
+    await clock.advance(3540)
     await eventually(lambda: canaries() >= 1, what="a canary send in the first hour",
                      timeout=5)
 

@@ -3,11 +3,17 @@ control character."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
+import threading
+import time
+from collections.abc import Iterator
 
-from exporter.logs import JsonFormatter, LogfmtFormatter
+import pytest
+
+from exporter.logs import JsonFormatter, LogfmtFormatter, logging_thread, setup_logging
 
 
 def _record(**extra: object) -> logging.LogRecord:
@@ -56,3 +62,46 @@ def test_controls_c1_and_lone_surrogates_are_escaped_in_both_formats() -> None:
         assert "\\u2028" in line and "\\u202e" in line and "\ufffd" in line
     doc = json.loads(JsonFormatter().format(record))
     assert doc["reply"] == doc["msg"] == hostile.replace("\udcff", "\ufffd")
+
+
+class StuckStream(io.StringIO):
+    """stderr as a full pipe: each write waits until the test lets it through (at most 5 s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.open.wait(timeout=5)
+        return super().write(text)
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Puts the root logger back as it was after a test that set it up."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_stuck_stderr_does_not_hold_up_the_logging_caller(
+    monkeypatch: pytest.MonkeyPatch, root_logging: None,
+) -> None:
+    """In the daemon a log call returns at once while stderr does not take writes; the line
+    is written, in the configured format, once stderr moves again, and every queued line is
+    out when the daemon stops."""
+    stream = StuckStream()
+    monkeypatch.setattr("sys.stderr", stream)
+    setup_logging("info", "json")
+    with logging_thread():
+        started = time.monotonic()
+        logging.getLogger("exporter.relay.scheduler").warning(
+            "probe failed", extra={"relay": "r1", "reason": "timeout"})
+        assert time.monotonic() - started < 1  # not the 5 s the write waits
+        assert stream.getvalue() == ""
+        stream.open.set()
+    doc = json.loads(stream.getvalue())
+    assert (doc["msg"], doc["level"], doc["relay"]) == ("probe failed", "warn", "r1")
+    assert doc["logger"] == "exporter.relay.scheduler"

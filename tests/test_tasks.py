@@ -1,5 +1,5 @@
 """The task helpers every scheduler shares: run_every on a virtual clock, the resizable Limiter,
-and cancellation that always ends."""
+cancellation that always ends, and the lag figures of the schedule and the event loop."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 
 import pytest
 
-from exporter.tasks import JITTER, Limiter, cancel_and_wait, run_every
+from exporter.tasks import (
+    Limiter,
+    LoopLagMonitor,
+    cancel_and_wait,
+    run_every,
+    spread_offset,
+)
 from tests.clock import VirtualClock, settle
+from tests.helpers import eventually
 
 # -- the virtual clock the other tests stand on -----------------------------------------------
 
@@ -52,109 +61,140 @@ class Runs:
                  fails: Callable[[int], bool] = lambda _: False) -> None:
         self.clock = clock
         self.starts: list[float] = []
+        self.dues: list[float] = []  # the planned times run_every hands each run
         self.takes = takes
         self.fails = fails
 
-    async def __call__(self) -> None:
+    async def __call__(self, due: float) -> None:
         n = len(self.starts)
         self.starts.append(self.clock.elapsed)
+        self.dues.append(due - self.clock.start)
         if self.takes(n):
             await self.clock.sleep(self.takes(n))
         if self.fails(n):
             raise RuntimeError(f"run {n} failed")
 
 
-def loop(clock: VirtualClock, runs: Runs, interval: float, *, first_spread: float = 0.0,
-         seed: int = 1) -> asyncio.Task[None]:
-    return asyncio.create_task(run_every(interval, runs, first_spread=first_spread, clock=clock,
-                                         rng=random.Random(seed)))
+def loop(clock: VirtualClock, runs: Runs, interval: float, *, first_spread: float | None = None,
+         key: str = "check") -> asyncio.Task[None]:
+    return asyncio.create_task(run_every(interval, runs, key=key, first_spread=first_spread,
+                                         clock=clock))
 
 
 def gaps(starts: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(starts)]
 
 
-async def test_runs_once_per_interval() -> None:
-    """With a 2 s interval and no start spread, 5 s hold exactly 3 runs (at 0, about 2 and
-    about 4 s) and 20 s exactly 10, each about 2 s after the last."""
+async def test_runs_once_per_interval_on_a_fixed_grid() -> None:
+    """With a 2 s interval, runs start at exactly the loop's offset and every 2 s after it:
+    20 s hold 10 runs, and each run is told the time it was planned for."""
     clock = VirtualClock()
     runs = Runs(clock)
-    task = loop(clock, runs, 2.0)
-    try:
-        await clock.advance(5)
-        assert len(runs.starts) == 3, runs.starts
-        assert runs.starts[0] == 0
-        await clock.advance_to(19.5)  # the 11th run is due at 20 s give or take 5 %: not yet
-        assert len(runs.starts) == 10, runs.starts
-        for gap in gaps(runs.starts):
-            assert 2 * (1 - JITTER) <= gap <= 2 * (1 + JITTER), runs.starts
-    finally:
-        await cancel_and_wait([task])
-
-
-async def test_jitter_moves_each_start_by_at_most_five_percent() -> None:
-    """Starts drift by up to ±5 % of the interval each, so loops started together part; the
-    drift does not add up to a different rate (100 runs of 10 s take 1,000 s give or take)."""
-    clock = VirtualClock()
-    runs = Runs(clock)
-    task = loop(clock, runs, 10.0, seed=7)
-    try:
-        await clock.advance(995)
-        spans = gaps(runs.starts)
-        assert all(9.5 <= g <= 10.5 for g in spans), spans
-        assert len(set(spans)) > 50  # not one fixed gap
-        assert max(spans) - min(spans) > 0.5  # the whole ±5 % is used
-        assert 98 <= len(runs.starts) <= 101
-    finally:
-        await cancel_and_wait([task])
-
-
-async def test_a_run_that_overruns_its_slot_delays_the_next_instead_of_bursting() -> None:
-    """A 7 s run on a 2 s schedule: the next run starts one interval after it ends, not at
-    once and not three times in a row to catch up the slots it missed."""
-    clock = VirtualClock()
-    runs = Runs(clock, takes=lambda n: 7.0 if n == 1 else 0.0)
+    offset = spread_offset("check") * 2
     task = loop(clock, runs, 2.0)
     try:
         await clock.advance(20)
-        second, third, fourth = runs.starts[1:4]
-        assert 1.9 <= second <= 2.1
-        assert third == pytest.approx(second + 7 + 2), runs.starts  # ends at +7, then 2 s
-        assert 1.9 <= fourth - third <= 2.1, runs.starts
-        assert all(g >= 1.9 for g in gaps(runs.starts)), runs.starts
+        assert runs.starts == pytest.approx([offset + 2 * k for k in range(10)])
+        assert runs.dues == pytest.approx(runs.starts)
     finally:
         await cancel_and_wait([task])
 
 
-async def test_first_runs_spread_over_the_window() -> None:
-    """200 loops started together on a 60 s interval start their first runs across the 10 s
-    spread window, about a tenth in each second, none before it starts or after it ends."""
+async def test_the_grid_does_not_drift_over_many_runs() -> None:
+    """A loop started at a 3.7 s offset on a 10 s interval still starts at 3.7 s past each
+    tenth second after 100 runs: loops spread at the start stay spread."""
     clock = VirtualClock()
-    all_runs = [Runs(clock) for _ in range(200)]
-    tasks = [loop(clock, r, 60.0, first_spread=10.0, seed=i) for i, r in enumerate(all_runs)]
+    runs = Runs(clock)
+    offset = spread_offset("drift") * 10
+    task = loop(clock, runs, 10.0, first_spread=None, key="drift")
     try:
-        await clock.advance(10)
-        firsts = [r.starts[0] for r in all_runs if r.starts]
-        assert len(firsts) == 200
-        assert all(0 <= t <= 10 for t in firsts)
-        per_second = [sum(1 for t in firsts if s <= t < s + 1) for s in range(10)]
-        assert all(8 <= n <= 35 for n in per_second), per_second
+        await clock.advance(1000)
+        assert len(runs.starts) == 100
+        assert runs.starts == pytest.approx([offset + 10 * k for k in range(100)])
     finally:
-        await cancel_and_wait(tasks)
+        await cancel_and_wait([task])
 
 
-async def test_a_short_interval_spreads_first_runs_over_the_interval_only() -> None:
-    """With an interval shorter than the spread window, every first run starts within the
-    first interval: a 2 s check does not wait up to 10 s for its first result."""
+async def test_a_run_that_overruns_its_slot_skips_to_the_next_slot_instead_of_bursting() -> None:
+    """A 7 s run on a 2 s schedule (slots at offset + 0, 2, 4 ... s): the slots it overran
+    are skipped, not run three times in a row to catch up, and the next run starts at the
+    next slot of the grid (offset + 10 s, as the run ends at offset + 9 s)."""
     clock = VirtualClock()
-    all_runs = [Runs(clock) for _ in range(50)]
-    tasks = [loop(clock, r, 2.0, first_spread=10.0, seed=i) for i, r in enumerate(all_runs)]
+    runs = Runs(clock, takes=lambda n: 7.0 if n == 1 else 0.0)
+    offset = spread_offset("check") * 2
+    task = loop(clock, runs, 2.0)
     try:
-        await clock.advance(2)
-        assert all(r.starts and r.starts[0] <= 2 for r in all_runs)
-        assert max(r.starts[0] for r in all_runs) > 1.5
+        await clock.advance(15)
+        assert runs.starts == pytest.approx([offset + t for t in (0, 2, 10, 12, 14)])
     finally:
-        await cancel_and_wait(tasks)
+        await cancel_and_wait([task])
+
+
+def test_offsets_are_fixed_by_the_name_alone() -> None:
+    """The same name has the same offset in another process (no per-process hash seed), and
+    different names get different offsets."""
+    names = ["relay:mx1", "relay:mx2", "canary:mx1", "dns-domain:example.com"]
+    here = [spread_offset(n) for n in names]
+    code = ("from exporter.tasks import spread_offset; "
+            f"print([spread_offset(n) for n in {names!r}])")
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={"PYTHONHASHSEED": "12345"}).stdout
+    assert there.strip() == repr(here)
+    assert len(set(here)) == len(here)
+    assert all(0 <= f < 1 for f in here)
+
+
+async def test_first_runs_of_1000_checks_spread_evenly_over_the_first_interval() -> None:
+    """1,000 loops started together on a 60 s interval each start their first run within the
+    first 60 s, no tenth of it with more than 1.3 times its share, and the same names start
+    at the same times on every start."""
+    firsts: list[list[float]] = []
+    for _ in range(2):
+        clock = VirtualClock()
+        all_runs = [Runs(clock) for _ in range(1000)]
+        tasks = [loop(clock, r, 60.0, first_spread=None, key=f"relay:r{i}")
+                 for i, r in enumerate(all_runs)]
+        try:
+            await clock.advance(60)
+            assert all(len(r.starts) == 1 for r in all_runs)
+            firsts.append([r.starts[0] for r in all_runs])
+        finally:
+            await cancel_and_wait(tasks)
+    assert firsts[0] == firsts[1]
+    assert all(0 <= t < 60 for t in firsts[0])
+    per_tenth = [sum(1 for t in firsts[0] if 6 * k <= t < 6 * (k + 1)) for k in range(10)]
+    assert max(per_tenth) <= 1.3 * 100, per_tenth
+    assert min(per_tenth) >= 0.7 * 100, per_tenth
+
+
+async def test_a_spread_window_shorter_than_the_interval_brings_the_first_runs_forward() -> None:
+    """With first_spread 2 s on a 60 s interval every first run starts within 2 s, once, evenly
+    over them (with 0, all at once); from the second run on each loop keeps to its place in
+    the whole interval, so the later runs spread over the minute, and no loop waits longer
+    than an interval."""
+    for window in (2.0, 0.0):
+        clock = VirtualClock()
+        all_runs = [Runs(clock) for _ in range(200)]
+        tasks = [loop(clock, r, 60.0, first_spread=window, key=f"r{i}")
+                 for i, r in enumerate(all_runs)]
+        try:
+            await clock.advance(window)
+            assert all(len(r.starts) == 1 and r.starts[0] <= window for r in all_runs)
+            if window:
+                firsts = [r.starts[0] for r in all_runs]
+                per_fifth = [sum(1 for t in firsts if k * window / 5 <= t < (k + 1) * window / 5)
+                             for k in range(5)]
+                assert max(per_fifth) <= 1.3 * 40, per_fifth
+            await clock.advance_to(180)
+            for i, r in enumerate(all_runs):
+                phase = spread_offset(f"r{i}") * 60
+                assert r.starts[1:] == pytest.approx([phase + 60 * k for k in range(3)][
+                    -len(r.starts[1:]):]), (i, r.starts)
+                assert all(g <= 60 + 1e-9 for g in gaps(r.starts))
+            seconds = [r.starts[1] % 60 for r in all_runs]
+            assert max(seconds) > 50 and min(seconds) < 10
+        finally:
+            await cancel_and_wait(tasks)
 
 
 async def test_a_crashing_run_is_logged_and_the_schedule_goes_on(
@@ -165,10 +205,9 @@ async def test_a_crashing_run_is_logged_and_the_schedule_goes_on(
     caplog.set_level(logging.ERROR, logger="exporter.tasks")
     clock = VirtualClock()
     runs = Runs(clock, fails=lambda n: n == 0)
-    task = asyncio.create_task(run_every(1.0, runs, first_spread=0, what="probe loop",
-                                         clock=clock, rng=random.Random(3)))
+    task = asyncio.create_task(run_every(1.0, runs, key="r", what="probe loop", clock=clock))
     try:
-        await clock.advance(3.5)  # runs at 0, about 1, 2 and 3 s; the 5th is 3.8 s at best
+        await clock.advance(4)  # four runs, one a second
         assert len(runs.starts) == 4, runs.starts
         crashes = [r for r in caplog.records if r.getMessage() == "probe loop crashed"]
         assert len(crashes) == 1
@@ -184,12 +223,13 @@ async def test_a_loop_whose_run_swallows_the_cancel_still_ends() -> None:
     clock = VirtualClock()
     started = asyncio.Event()
 
-    async def swallowing() -> None:
+    async def swallowing(due: float) -> None:
         started.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(3600)
 
-    task = asyncio.create_task(run_every(60.0, swallowing, first_spread=0, clock=clock))
+    task = asyncio.create_task(run_every(60.0, swallowing, key="r", first_spread=0,
+                                         clock=clock))
     await asyncio.wait_for(started.wait(), 5)
     task.cancel()
     await asyncio.wait_for(asyncio.wait([task]), 5)  # no virtual time passes
@@ -382,3 +422,25 @@ async def test_new_takers_queue_behind_waiters() -> None:
         assert holders.active == {1}
     finally:
         await holders.stop()
+
+
+# -- event-loop lag ----------------------------------------------------------------------------
+
+
+async def test_the_loop_lag_monitor_sees_a_callback_that_holds_the_loop() -> None:
+    """A callback that blocks the event loop for 0.2 s shows as a tick at least 0.15 s late,
+    while the ticks before it were counted too."""
+    monitor = LoopLagMonitor(period=0.01)
+    task = asyncio.create_task(monitor.run())
+    try:
+        await eventually(lambda: monitor.lag.snapshot().count >= 3, interval=0.01)
+        time.sleep(0.2)  # noqa: ASYNC251 -- holds the loop, as blocking file I/O would
+        before = monitor.lag.snapshot().count
+        await eventually(lambda: monitor.lag.snapshot().count > before, interval=0.01)
+        hist = monitor.lag.snapshot()
+        late = sum(n for bound, n in zip((*hist.bounds, float("inf")), hist.counts,
+                                         strict=True) if bound > 0.1)
+        assert late >= 1, hist
+        assert hist.total >= 0.15
+    finally:
+        await cancel_and_wait([task])

@@ -21,7 +21,14 @@ from exporter.canary.store import ArrivalReport, CanaryStore
 from exporter.config import Config, MailboxConfig, RelayConfig
 from exporter.headers import spam_scores
 from exporter.smtp import token_source_for
-from exporter.tasks import FIRST_SPREAD, LOOP_CLOCK, Clock, cancel_and_wait, run_every
+from exporter.tasks import (
+    LOOP_CLOCK,
+    Clock,
+    LagRecorder,
+    cancel_and_wait,
+    first_window,
+    run_every,
+)
 
 __all__ = ["CanaryManager"]
 
@@ -57,8 +64,15 @@ class CanaryManager:
         self._dns_timeout: float | None = None
         self._sem = asyncio.Semaphore(8)
         self._expiry: asyncio.Task[None] | None = None
-        # The first scheduled send starts at a random point of this window (or the interval).
-        self.first_spread = FIRST_SPREAD
+        # The first scheduled send starts at the relay's offset within this window (by
+        # default first_window of the relays with a canary), or its interval if shorter.
+        self.first_spread: float | None = None
+        self._window = first_window(0)
+        self.lag = LagRecorder()  # how late scheduled sends start
+        # What is failing now, to log changes of state once: sends per relay (with their
+        # reason), deliveries per (relay, mailbox).
+        self._send_failing: dict[str, str | None] = {}
+        self._lost_routes: set[tuple[str, str]] = set()
         self._pending: set[str] = set()
         self._early: dict[tuple[str, str], Arrival] = {}
 
@@ -130,6 +144,8 @@ class CanaryManager:
 
     def _apply_senders(self, relays: list[RelayConfig]) -> None:
         wanted = {r.name: r for r in relays}
+        self._window = (first_window(len(wanted)) if self.first_spread is None
+                        else self.first_spread)
         for name in list(self._senders):
             if wanted.get(name) != self._senders[name].relay:
                 self._senders.pop(name).task.cancel()
@@ -158,12 +174,13 @@ class CanaryManager:
         assert canary is not None
         tokens = token_source_for(relay.auth)
 
-        async def once() -> None:
+        async def once(due: float) -> None:
             async with self._sem:
+                self.lag.late(due, self._clock.now())
                 await self.send_once(relay, token_source=tokens)
 
-        await run_every(canary.interval, once, first_spread=self.first_spread,
-                        what="canary send", clock=self._clock)
+        await run_every(canary.interval, once, key=f"canary:{relay.name}",
+                        first_spread=self._window, what="canary send", clock=self._clock)
 
     async def send_once(self, relay: RelayConfig, *, token_source: object = None) -> CanarySent:
         """Send one canary now and start watching for it.
@@ -212,13 +229,25 @@ class CanaryManager:
             entry = self._watchers.get(target.mailbox)
             if entry is not None:
                 entry[1].wake()
-        if not result.success:
-            log.warning("canary send failed", extra={
-                "relay": relay.name, "reason": result.reason.value if result.reason else None,
+        self._log_send(relay.name, result)
+        return result
+
+    def _log_send(self, relay: str, result: CanarySent) -> None:
+        """A failed send at warning when the relay's sends were ok or failed otherwise, at
+        debug when they keep failing the same way; the first success after that at info."""
+        reason = result.reason.value if result.reason else None
+        if result.success:
+            if relay in self._send_failing:
+                del self._send_failing[relay]
+                log.info("canary send recovered", extra={"relay": relay})
+        else:
+            same = relay in self._send_failing and self._send_failing[relay] == reason
+            self._send_failing[relay] = reason
+            log.log(logging.DEBUG if same else logging.WARNING, "canary send failed", extra={
+                "relay": relay, "reason": reason,
                 "phase": result.failed_phase.value if result.failed_phase else None,
                 "hint": result.hint, "cause": result.cause, "detail": result.detail,
                 "reply": result.reply, "uncertain": result.uncertain})
-        return result
 
     # -- arrivals, losses ----------------------------------------------------------------------
 
@@ -237,7 +266,12 @@ class CanaryManager:
         report = self._judge(record, arrival)
         self._store.arrived(report)
         self._publish_state()
-        log.info("canary late" if report.late else "canary received", extra={
+        route = (record.relay, record.mailbox)
+        if not report.late and route in self._lost_routes:
+            self._lost_routes.discard(route)
+            log.info("canary delivery recovered", extra={"relay": record.relay,
+                                                         "mailbox": record.mailbox})
+        log.debug("canary late" if report.late else "canary received", extra={
             "relay": record.relay, "mailbox": record.mailbox, "folder": report.folder,
             "latency": round(report.latency, 3), "spf": report.verdicts.get("spf"),
             "dkim": report.verdicts.get("dkim"), "dmarc": report.verdicts.get("dmarc"),
@@ -301,7 +335,10 @@ class CanaryManager:
                 continue
             for record in state.expire(time.time()):
                 self._store.lost(record.relay, record.mailbox)
-                log.warning("canary lost", extra={
+                route = (record.relay, record.mailbox)
+                level = logging.DEBUG if route in self._lost_routes else logging.WARNING
+                self._lost_routes.add(route)
+                log.log(level, "canary lost", extra={
                     "relay": record.relay, "mailbox": record.mailbox, "token": record.token,
                     "waited": round(record.deadline - record.sent_at, 1)})
             self._publish_state()

@@ -1,4 +1,5 @@
-"""DNS health on a schedule: one loop per sending domain and per relay host, on the event loop."""
+"""DNS health on a schedule: one loop per sending domain and per relay host, on the event loop,
+each at a fixed offset in its interval from a hash of its name."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from exporter.config import Config, DomainConfig, check_domains
 from exporter.dns.checks import DNSResolver, check_domain, check_relay_host
 from exporter.dns.result import CheckStatus, DomainReport, RelayDNSReport
 from exporter.dns.store import DNSStore
-from exporter.tasks import FIRST_SPREAD, LOOP_CLOCK, Clock, cancel_and_wait, run_every
+from exporter.tasks import (
+    LOOP_CLOCK,
+    Clock,
+    LagRecorder,
+    cancel_and_wait,
+    first_window,
+    run_every,
+)
 
 __all__ = ["DNSManager", "checkable", "log_changes"]
 
-# Many relay hosts spread their first checks wider, so start-up asks at most this many host
-# checks a second (each is several queries: A, AAAA, PTR, one per blocklist): 10,000 relays
-# take 200 s instead of 10 s, and neither the resolver nor a blocklist sees a burst.
-HOST_CHECK_RATE = 50.0
 # RFC 6761 special-use names exist in no public DNS: only a resolver you configure knows them.
 _SPECIAL_USE = ("localhost", "test", "invalid", "example")
 
@@ -35,13 +39,20 @@ log = logging.getLogger(__name__)
 
 def log_changes(subject: str, report: DomainReport | RelayDNSReport,
                 previous: DomainReport | RelayDNSReport | None) -> None:
-    """One log line per check whose status or message changed; problems at warning level."""
+    """One log line per check whose status or message changed: a problem at warning, a
+    recovery at info; a first result that is ok, or an ok whose text changed, at debug, so a
+    healthy start logs nothing per check."""
     before = {(c.check, c.selector, c.zone): c for c in previous.checks} if previous else {}
     for check in report.checks:
         old = before.get((check.check, check.selector, check.zone))
         if old is not None and (old.status, old.message) == (check.status, check.message):
             continue
-        level = logging.INFO if check.status is CheckStatus.OK else logging.WARNING
+        if check.status is not CheckStatus.OK:
+            level = logging.WARNING
+        elif old is not None and old.status is not CheckStatus.OK:
+            level = logging.INFO
+        else:
+            level = logging.DEBUG
         log.log(level, "dns check", extra={
             "subject": subject, "check": check.check, "selector": check.selector,
             "zone": check.zone, "status": check.status.value, "detail": check.message})
@@ -56,8 +67,14 @@ class DNSManager:
         self._tasks: dict[tuple[Any, ...], asyncio.Task[None]] = {}
         self._resolver: DNSResolver | None = None
         self._settings: tuple[Any, ...] | None = None
-        # The first check of each domain and host starts at a random point of this window.
-        self.first_spread = FIRST_SPREAD
+        # The first check of each domain and host starts at its name's offset within this
+        # window (by default first_window of their number), or its interval if shorter.
+        self.first_spread: float | None = None
+        self._window = first_window(0)
+        self.lag = LagRecorder()  # how late checks start
+        self._unchecked: set[tuple[Any, ...]] = set()
+        self._checked_once: set[tuple[Any, ...]] = set()
+        self.first_round = asyncio.Event()  # set once every domain and host was checked once
 
     def apply(self, config: Config) -> None:
         settings = (config.dns, config.blocklists)
@@ -78,53 +95,72 @@ class DNSManager:
         wanted: dict[tuple[Any, ...], Callable[[], Coroutine[Any, Any, None]]] = {}
         interval = config.dns.interval
         for domain in domains:
-            wanted[("domain", domain)] = partial(self._domain_loop, domain, interval)
-        spread = self.first_spread
-        if len(relays) / HOST_CHECK_RATE > max(spread, FIRST_SPREAD):
-            spread = len(relays) / HOST_CHECK_RATE
+            key: tuple[Any, ...] = ("domain", domain)
+            wanted[key] = partial(self._domain_loop, domain, interval, key)
         for relay in relays:
-            wanted[("relay", relay.name, relay.host, relay.egress_addresses)] = partial(
-                self._relay_loop, relay.name, relay.host, config.blocklists,
-                relay.egress_addresses, interval, spread)
+            key = ("relay", relay.name, relay.host, relay.egress_addresses)
+            wanted[key] = partial(self._relay_loop, relay.name, relay.host, config.blocklists,
+                                  relay.egress_addresses, interval, key)
+        self._window = (first_window(len(wanted)) if self.first_spread is None
+                        else self.first_spread)
         for key in list(self._tasks):
             if key not in wanted:
                 self._tasks.pop(key).cancel()
         for key, make in wanted.items():
             if key not in self._tasks:
                 self._tasks[key] = asyncio.create_task(make(), name=f"dns:{key[1]}")
+        if not self.first_round.is_set():
+            self._unchecked = set(wanted) - self._checked_once
+            self._done_once(None)
+
+    def _done_once(self, key: tuple[Any, ...] | None) -> None:
+        if self.first_round.is_set():
+            return
+        if key is not None:
+            self._checked_once.add(key)
+            self._unchecked.discard(key)
+        if not self._unchecked:
+            self.first_round.set()
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         self._tasks.clear()
         await cancel_and_wait(tasks)
 
-    async def _domain_loop(self, domain: DomainConfig, interval: float) -> None:
+    async def _domain_loop(self, domain: DomainConfig, interval: float,
+                           key: tuple[Any, ...]) -> None:
         previous: DomainReport | None = None
 
-        async def run() -> None:
+        async def run(due: float) -> None:
             nonlocal previous
             assert self._resolver is not None
+            self.lag.late(due, self._clock.now())
             report = await check_domain(domain.name, resolver=self._resolver,
                                         dkim_selectors=domain.dkim_selectors,
                                         expect_spf_includes=domain.expect_spf_includes)
             self._store.record(report)
             log_changes(domain.name, report, previous)
             previous = report
+            self._done_once(key)
 
-        await run_every(interval, run, first_spread=self.first_spread, what="dns check",
-                        clock=self._clock)
+        await run_every(interval, run, key=f"dns-domain:{domain.name}",
+                        first_spread=self._window, what="dns check", clock=self._clock)
 
     async def _relay_loop(self, relay: str, host: str, blocklists: tuple[str, ...],
-                          egress: tuple[str, ...], interval: float, spread: float) -> None:
+                          egress: tuple[str, ...], interval: float,
+                          key: tuple[Any, ...]) -> None:
         previous: RelayDNSReport | None = None
 
-        async def run() -> None:
+        async def run(due: float) -> None:
             nonlocal previous
             assert self._resolver is not None
+            self.lag.late(due, self._clock.now())
             report = await check_relay_host(relay, host, resolver=self._resolver,
                                             blocklists=blocklists, egress=egress)
             self._store.record(report)
             log_changes(relay, report, previous)
             previous = report
+            self._done_once(key)
 
-        await run_every(interval, run, first_spread=spread, what="dns check", clock=self._clock)
+        await run_every(interval, run, key=f"dns-relay:{relay}",
+                        first_spread=self._window, what="dns check", clock=self._clock)

@@ -1,4 +1,5 @@
-"""One loop per relay, each on its own interval with jitter, under a global concurrency limit."""
+"""One loop per relay, each on its own interval at a fixed offset from a hash of its name, under
+a global concurrency limit."""
 
 from __future__ import annotations
 
@@ -15,24 +16,25 @@ from exporter.relay.result import RelayResult
 from exporter.relay.store import ResultStore
 from exporter.smtp import RefreshingTokenSource, TokenSource, token_source_for
 from exporter.tasks import (
-    FIRST_SPREAD,
     LOOP_CLOCK,
     Clock,
+    LagRecorder,
     Limiter,
     cancel_and_wait,
+    first_window,
     run_every,
     stop_if_cancelled,
 )
 
-__all__ = ["ProbeFn", "Scheduler"]
+__all__ = ["FIRST_PROBES_WITHIN", "ProbeFn", "Scheduler"]
 
 log = logging.getLogger(__name__)
 
 ProbeFn = Callable[..., Awaitable[RelayResult]]
-# Many relays spread their first probes wider, so start-up asks at most this many probe
-# starts a second (1,000 relays: 50 s instead of 10 s); a burst fills max_concurrent_probes,
-# and probes waiting for a slot start late ever after, as the schedule keeps its shape.
-START_RATE = 20.0
+# First probes spread over the relay's first interval, or over this many seconds if that is
+# shorter (wider with many relays): a relay on a 10-minute interval has its first result
+# within a minute, before an alert's `for: 5m` could take "not probed yet" for "down".
+FIRST_PROBES_WITHIN = 60.0
 
 
 @dataclass
@@ -57,7 +59,13 @@ class Scheduler:
         self._limiter = Limiter(64)
         self._nameservers: tuple[tuple[str, int], ...] = ()
         self._dns_timeout: float | None = None
-        self._first_spread = FIRST_SPREAD
+        # How late probes start (a slot of max_concurrent_probes included): smtp_exporter_
+        # schedule_lag_seconds.
+        self.lag = LagRecorder()
+        self._window = FIRST_PROBES_WITHIN
+        self._unprobed: set[str] = set()
+        self._probed_once: set[str] = set()
+        self.first_round = asyncio.Event()  # set once every relay has had its first probe
 
     @property
     def limiter(self) -> Limiter:
@@ -76,7 +84,7 @@ class Scheduler:
         self._nameservers = config.dns.nameservers
         self._dns_timeout = config.dns.timeout  # read at each probe: no restart needed
         wanted = {r.name: r for r in config.relays}
-        self._first_spread = max(FIRST_SPREAD, len(wanted) / START_RATE)
+        self._window = first_window(len(wanted), at_least=FIRST_PROBES_WITHIN)
         for name in list(self._jobs):
             job = self._jobs[name]
             if name not in wanted or wanted[name] != job.relay or restart_all:
@@ -87,6 +95,13 @@ class Scheduler:
                 tokens = token_source_for(relay.auth)
                 task = asyncio.create_task(self._loop(relay, tokens), name=f"probe:{name}")
                 self._jobs[name] = _Job(relay, task, tokens)
+        if not self.first_round.is_set():
+            self._unprobed = set(wanted) - self._probed_once
+            self._first_round_check()
+
+    def _first_round_check(self) -> None:
+        if not self._unprobed:
+            self.first_round.set()
 
     async def stop(self) -> None:
         tasks = [job.task for job in self._jobs.values()]
@@ -96,17 +111,22 @@ class Scheduler:
     async def _loop(self, relay: RelayConfig, tokens: TokenSource | None) -> None:
         previous: RelayResult | None = None
 
-        async def once() -> None:
+        async def once(due: float) -> None:
             nonlocal previous
             async with self._limiter:
+                self.lag.late(due, self._clock.now())
                 result = await self._run(relay, tokens)
             stop_if_cancelled()  # removed or changed by a reload while it ran
             self._store.record(result)
             _log_result(result, previous)
             previous = result
+            if not self.first_round.is_set():
+                self._probed_once.add(relay.name)
+                self._unprobed.discard(relay.name)
+                self._first_round_check()
 
-        await run_every(relay.interval, once, first_spread=self._first_spread, what="probe loop",
-                        clock=self._clock)
+        await run_every(relay.interval, once, key=f"relay:{relay.name}",
+                        first_spread=self._window, what="probe loop", clock=self._clock)
 
     async def _run(self, relay: RelayConfig, tokens: TokenSource | None) -> RelayResult:
         started = time.time()
@@ -135,6 +155,8 @@ class Scheduler:
 
 
 def _log_result(result: RelayResult, previous: RelayResult | None) -> None:
+    """Changes of state at info or warning (the first failure, a new reason, a recovery); a
+    result like the last one at debug, so a large healthy fleet logs nothing per probe."""
     fields: dict[str, object] = {"relay": result.relay, "duration": round(result.duration, 4)}
     if result.success:
         if previous is not None and not previous.success:
@@ -142,6 +164,8 @@ def _log_result(result: RelayResult, previous: RelayResult | None) -> None:
         else:
             log.debug("probe succeeded", extra=fields)
         return
+    same = (previous is not None and not previous.success
+            and (previous.reason, previous.failed_phase) == (result.reason, result.failed_phase))
     fields.update(
         reason=result.reason.value if result.reason else None,
         phase=result.failed_phase.value if result.failed_phase else None,
@@ -150,4 +174,4 @@ def _log_result(result: RelayResult, previous: RelayResult | None) -> None:
         detail=result.detail,
         reply=result.reply,
     )
-    log.warning("probe failed", extra=fields)
+    log.log(logging.DEBUG if same else logging.WARNING, "probe failed", extra=fields)
