@@ -108,7 +108,7 @@ _SCALE_GOALS = [
 
 
 def _scale_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """One row per goal of a fleet size (issue 14), then the figures that have none."""
+    """One row per performance goal of a fleet size, then the figures that have none."""
     n = r["relays"]
     where = f"{n:,} relays"
     cover = r["coverage_pct"] >= 100.0

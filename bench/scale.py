@@ -73,7 +73,7 @@ def _dns_server() -> Iterator[int]:
 
 
 def _one(count: int, interval: float, relays: list[TruthRelay], dns_port: int, tmp: Path,
-         scrape_every: float, *, fetch: bool = True, gc_tune: bool = False
+         scrape_every: float, *, fetch: bool = True, gc_default: bool = False
          ) -> dict[str, object]:
     out = tmp / f"scale-{count}.json"
     log = tmp / f"daemon-{count}.log"
@@ -84,7 +84,7 @@ def _one(count: int, interval: float, relays: list[TruthRelay], dns_port: int, t
              "--interval", str(interval), "--relay-ports", ",".join(str(r.port) for r in relays),
              "--ca", ",".join(str(r.ca) for r in relays), "--dns-port", str(dns_port),
              "--scrape-every", str(scrape_every), "--json", str(out),
-             *(() if fetch else ("--no-fetch",)), *(("--gc-tune",) if gc_tune else ())],
+             *(() if fetch else ("--no-fetch",)), *(("--gc-default",) if gc_default else ())],
             stderr=err, check=False)
     if done.returncode != 0 or not out.exists():
         tail = log.read_text(errors="replace").splitlines()[-20:]
@@ -137,9 +137,9 @@ def main() -> None:
                         help="truth relay processes (default: one per 100 probes/s)")
     parser.add_argument("--no-fetch", dest="fetch", action="store_false",
                         help="do not time /metrics and the status page after the window")
-    parser.add_argument("--gc-tune", action="store_true",
-                        help="an experiment: gc.freeze() after start-up, young collections "
-                        "every 20,000 allocations")
+    parser.add_argument("--gc-default", action="store_true",
+                        help="leave Python's garbage collector as it is, instead of freezing "
+                        "the config's objects as the daemon does")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.relays.split(",")]
@@ -153,7 +153,7 @@ def main() -> None:
         for count in counts:
             print(f"-- {count} relays, {args.interval:g} s", flush=True)
             rows.append(_one(count, args.interval, relays, dns_port, Path(tmp),
-                             args.scrape_every, fetch=args.fetch, gc_tune=args.gc_tune))
+                             args.scrape_every, fetch=args.fetch, gc_default=args.gc_default))
     print("\n".join(table(rows)))
     for r in rows:
         print(f"{r['relays']:,} relays: {r['probes']} probes ({r['failed']} failed) in "

@@ -41,7 +41,6 @@ from exporter.tasks import LoopClock
 # 60 s), which would be counted as the daemon's.
 LAG_TICK = 0.050
 MAX_CONCURRENT = 256
-GC_GEN0 = 20_000  # --gc-tune: allocations between young collections (Python's default: 700)
 PROM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
                "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 TEXT_ACCEPT = "text/plain;version=0.0.4"
@@ -233,16 +232,12 @@ async def watch(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     cas = args.ca.split(",")
     path.write_text(fleet_config(count, ports, cas, interval=interval, dns_port=args.dns_port))
     app = App(str(path), listen=("127.0.0.1", 0), environ={"BENCH_PASSWORD": PASSWORD},
-              probe=probe, clock=due)
+              probe=probe, clock=due, freeze_heap=not args.gc_default)
     started = time.perf_counter()
     await app.start()
     assert app.web is not None
     base = f"http://127.0.0.1:{app.web.port}"
     start_s = time.perf_counter() - started
-    if args.gc_tune:  # an experiment: what the collector costs the loop, and a way out
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_GEN0)
     collections: list[tuple[int, float]] = []  # (generation, seconds) of each GC in the window
     gc_started = [0.0]
 
@@ -354,9 +349,9 @@ def main() -> None:
     parser.add_argument("--blackbox-workers", type=int, default=4)
     parser.add_argument("--no-fetch", dest="fetch", action="store_false",
                         help="do not time /metrics and the status page after the window")
-    parser.add_argument("--gc-tune", action="store_true",
-                        help="after start-up, freeze the objects there are (gc.freeze) and "
-                        f"collect the young generation every {GC_GEN0:,} allocations")
+    parser.add_argument("--gc-default", action="store_true",
+                        help="leave Python's garbage collector as it is, instead of freezing "
+                        "the config's objects as the daemon does (exporter/heap.py)")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
     setup_logging("info", "logfmt")

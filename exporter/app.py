@@ -17,6 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 from exporter.canary import CanaryManager, CanaryStore
 from exporter.config import ONE_SHARD, Config, ConfigError, Shard, config_for_shard, load_config
 from exporter.dns import DNSManager, DNSSnapshot, DNSStore, DomainReport, RelayDNSReport
+from exporter.heap import settle_heap
 from exporter.histogram import PHASE_BUCKETS
 from exporter.metrics import ExporterCollector
 from exporter.relay import ProbeFn, RelayInfo, ResultStore, Scheduler, Snapshot, TargetProber
@@ -96,8 +97,12 @@ class App:
         web_config: str | None = None,
         clock: Clock = LOOP_CLOCK,
         shard: Shard = ONE_SHARD,
+        freeze_heap: bool = False,
     ) -> None:
         self.config_path = config_path
+        # The daemon freezes each adopted config's objects out of the garbage collector's
+        # way (heap.py); an App embedded in another program (the tests) leaves its GC alone.
+        self.freeze_heap = freeze_heap
         self.location = location
         self.shard = shard
         self.web_config = web_config
@@ -161,6 +166,8 @@ class App:
         self.canaries.apply(config)
         self.dns.apply(config)
         self.config = config
+        if self.freeze_heap:
+            settle_heap()
         for warning in config.warnings:
             log.warning("config warning", extra={"problem": str(warning)})
 

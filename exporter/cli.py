@@ -246,7 +246,8 @@ async def _serve(app_path: str, listen: tuple[str, int], location: str,
                  web_config: str | None, shard: Shard) -> int:
     from exporter.app import App
 
-    app = App(app_path, listen=listen, location=location, web_config=web_config, shard=shard)
+    app = App(app_path, listen=listen, location=location, web_config=web_config, shard=shard,
+              freeze_heap=True)
     try:
         await app.start()
     except ConfigError as exc:
