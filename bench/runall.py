@@ -113,14 +113,17 @@ def _scale_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     where = f"{n:,} relays"
     cover = r["coverage_pct"] >= 100.0
     rows = [(f"{where}: first-interval coverage", f"{r['coverage_pct']} % ({r['covered']:,}"
-             f" of {n:,}; {r['probes']:,} probes, {r['failed']} failed)", "100 %",
+             f" of {n:,}; {r['first_interval_probes']:,} probes in the first interval, "
+             f"{r['probes']:,} in the second, {r['failed']} failed)", "100 %",
              "met" if cover else "MISSED")]
     for key, what, limits, unit in _SCALE_GOALS:
         value, limit = r.get(key), limits.get(n)
         fig = "-" if value is None else f"{value} {unit}".rstrip()
         if key == "ratio":
             fig = (f"{r['cpu_ms_per_probe']} ms (loop thread {r['loop_cpu_ms_per_probe']}) vs "
-                   f"{r.get('blackbox_cpu_ms_per_probe')} ms: {value}"
+                   f"{r.get('blackbox_cpu_ms_per_probe')} ms: {value}, steady state (first "
+                   f"interval, start-up work included: "
+                   f"{r['first_interval_cpu_ms_per_probe']} ms)"
                    if value is not None else f"{r['cpu_ms_per_probe']} ms; blackbox_exporter: "
                    f"{r.get('blackbox_error', '-')}")
         if limit is None:

@@ -89,6 +89,7 @@ async def run_every(
     first_spread: float | None = None,
     what: str = "check",
     clock: Clock = LOOP_CLOCK,
+    start: float | None = None,
 ) -> None:
     """Call ``run(due)`` every ``interval`` seconds, forever; ``due`` is the clock time the run
     was planned for, so the run can tell how late it starts.
@@ -100,9 +101,11 @@ async def run_every(
     (at the grid's first slot if that is early enough), so a check on a long interval has
     its first result soon; the grid takes over from the next run. A run that overruns its
     slot skips the slots it missed rather than bursting; an exception from ``run`` is a bug,
-    logged, and the schedule goes on."""
+    logged, and the schedule goes on. ``start`` anchors the grid (default: now): loops
+    started together pass the same one, so their spread holds even if some begin late."""
     phase = spread_offset(key)
-    start = clock.now()
+    if start is None:
+        start = clock.now()
     grid = start + phase * interval
     window = interval if first_spread is None else min(interval, max(0.0, first_spread))
     # A loop whose slot 0 falls within the window starts there; the others spread over the

@@ -40,6 +40,11 @@ class VirtualClock:
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), wake))
         await wake  # a cancelled sleeper's future is cancelled too; advance skips it
 
+    def hold(self, seconds: float) -> None:
+        """Time passes while the event loop is held (a long synchronous start-up step): no
+        task runs, and sleepers due meanwhile wake only at the next ``advance``, late."""
+        self._now += seconds
+
     async def advance(self, seconds: float) -> None:
         """Move time on by ``seconds``: each sleeper wakes at its own end, in order, and what
         it starts runs before the clock moves past it."""

@@ -85,6 +85,9 @@ class Scheduler:
         self._dns_timeout = config.dns.timeout  # read at each probe: no restart needed
         wanted = {r.name: r for r in config.relays}
         self._window = first_window(len(wanted), at_least=FIRST_PROBES_WITHIN)
+        # New loops share this start, so their first probes spread over the interval from
+        # now, however long the rest of the start-up (or reload) takes to hand them the loop.
+        epoch = self._clock.now()
         for name in list(self._jobs):
             job = self._jobs[name]
             if name not in wanted or wanted[name] != job.relay or restart_all:
@@ -93,7 +96,8 @@ class Scheduler:
         for name, relay in wanted.items():
             if name not in self._jobs:
                 tokens = token_source_for(relay.auth)
-                task = asyncio.create_task(self._loop(relay, tokens), name=f"probe:{name}")
+                task = asyncio.create_task(self._loop(relay, tokens, epoch),
+                                           name=f"probe:{name}")
                 self._jobs[name] = _Job(relay, task, tokens)
         if not self.first_round.is_set():
             self._unprobed = set(wanted) - self._probed_once
@@ -108,7 +112,8 @@ class Scheduler:
         self._jobs.clear()
         await cancel_and_wait(tasks)
 
-    async def _loop(self, relay: RelayConfig, tokens: TokenSource | None) -> None:
+    async def _loop(self, relay: RelayConfig, tokens: TokenSource | None,
+                    epoch: float) -> None:
         previous: RelayResult | None = None
 
         async def once(due: float) -> None:
@@ -126,7 +131,8 @@ class Scheduler:
                 self._first_round_check()
 
         await run_every(relay.interval, once, key=f"relay:{relay.name}",
-                        first_spread=self._window, what="probe loop", clock=self._clock)
+                        first_spread=self._window, what="probe loop", clock=self._clock,
+                        start=epoch)
 
     async def _run(self, relay: RelayConfig, tokens: TokenSource | None) -> RelayResult:
         started = time.time()

@@ -17,7 +17,7 @@ from exporter.config import Config
 from exporter.metrics import ExporterCollector
 from exporter.relay.scheduler import FIRST_PROBES_WITHIN, Scheduler
 from exporter.relay.store import ResultStore
-from exporter.tasks import LagRecorder, SchedulingSnapshot, spread_offset
+from exporter.tasks import LAG_BUCKETS, LagRecorder, SchedulingSnapshot, spread_offset
 from tests.clock import VirtualClock
 from tests.conftest import make_config
 from tests.relay.fakeprobe import FakeProbe
@@ -114,6 +114,30 @@ async def test_1000_relays_spread_their_first_probes_over_the_first_interval(
     assert b.probe.calls == 2000
     for starts in b.probe.starts.values():
         assert starts[1] - starts[0] == pytest.approx(60)
+
+
+async def test_first_probes_keep_their_offsets_when_the_start_up_holds_the_loop(
+    bed: Callable[..., Bed],
+) -> None:
+    """The loop is held for 5 s after the scheduler starts 1,000 relays (what the rest of a
+    big start-up takes): the offsets count from the scheduler's start, so every first probe
+    still starts within the first minute after it, those due in the first 5 s at once (late,
+    and counted so) and the rest exactly at their offsets."""
+    b = bed()
+    b.apply(relays(1000))
+    b.clock.hold(5)
+    await b.clock.advance(ONE_INTERVAL - 5)
+    assert b.probe.calls == 1000
+    for name, starts in b.probe.starts.items():
+        offset = spread_offset(f"relay:{name}") * ONE_INTERVAL
+        assert starts[0] == pytest.approx(max(offset, 5)), name
+    late = sum(1 for name in b.probe.starts
+               if spread_offset(f"relay:{name}") * ONE_INTERVAL < 5)
+    assert 40 <= late <= 130  # about 5/60 of them
+    lag = b.scheduler.lag.snapshot()
+    assert lag.count == 1000
+    # Late ones show up as schedule lag of up to 5 s (buckets 0.5 s .. 5 s), the others as 0.
+    assert sum(lag.counts[LAG_BUCKETS.index(0.5) + 1:]) >= late * 0.85
 
 
 async def test_relays_on_long_intervals_have_their_first_probe_within_a_minute(
