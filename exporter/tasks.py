@@ -246,7 +246,7 @@ class LoopLagMonitor:
     """The event loop's lag: how late a timer of ``period`` seconds fires. Work that holds the
     loop (a slow callback, blocking I/O) delays every probe's timing by as much."""
 
-    def __init__(self, *, period: float = 0.1) -> None:
+    def __init__(self, *, period: float = 0.25) -> None:
         self.period = period
         self.lag = LagRecorder()
 
