@@ -53,8 +53,9 @@ def _rows(figs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     truth = figs.get("timing_truth")
     if truth:
         for r in truth["rows"]:
-            name = f"timing error, {r['relays']} relays" + (" + /metrics loop" if r["scrape"]
-                                                           else "")
+            plural = "" if r["relays"] == 1 else "s"
+            name = (f"timing error, {r['relays']:,} relay{plural}"
+                    + (" + /metrics loop" if r["scrape"] else ""))
             cells = [f"{k} {_ms(r[f'{k}_p50_ms'])} / {_ms(r[f'{k}_p99_ms'])}"
                      for k in ("greeting", "ehlo", "auth")]
             worst = max(abs(r[f"{k}_p99_ms"] or 0.0) for k in ("greeting", "ehlo", "auth"))
