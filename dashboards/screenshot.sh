@@ -1,7 +1,8 @@
 #!/bin/sh
 # Retake dashboards/status-page.png, the README's picture of the status page: runs the demo
 # on loopback for a minute (so every relay has a history of timings and canaries), then
-# screenshots its status page with headless Chromium (Debian package chromium).
+# screenshots its status page with headless Chromium (Debian packages chromium, and
+# fonts-noto-color-emoji for the delivery path's lock signs).
 # Usage: dashboards/screenshot.sh [OUTPUT.png]
 set -eu
 cd "$(dirname "$0")/.."
