@@ -10,9 +10,8 @@ import time
 from dataclasses import replace
 
 from exporter.config import AuthConfig, RelayConfig
-from exporter.model import HINTS, Reason
 from exporter.relay.probe import probe_relay
-from exporter.relay.result import RelayResult
+from exporter.relay.result import RelayResult, crashed_result
 from exporter.relay.scheduler import ProbeFn
 from exporter.smtp import TokenSource, token_source_for
 from exporter.tasks import Limiter
@@ -68,15 +67,7 @@ class TargetProber:
                                      token_source=self._token_source(relay))
         except Exception as exc:  # a bug in the exporter, not a failure of the target
             log.exception("probe crashed", extra={"module": relay.name, "host": relay.host})
-            return RelayResult(
-                relay=relay.name,
-                success=False,
-                started_at=started,
-                duration=time.time() - started,
-                reason=Reason.PROTOCOL_ERROR,
-                hint=HINTS[Reason.PROTOCOL_ERROR],
-                detail=f"exporter error: {type(exc).__name__}",
-            )
+            return crashed_result(relay.name, started, exc)
 
     def _token_source(self, relay: RelayConfig) -> TokenSource | None:
         """The module's token source, made once per module and auth block (a reload that

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from exporter.model import Phase, Reason, TLSInfo, TranscriptLine
+from exporter.model import HINTS, Phase, Reason, TLSInfo, TranscriptLine
 
 __all__ = [
     "RelayResult",
+    "crashed_result",
 ]
 
 
@@ -31,3 +33,18 @@ class RelayResult:
     tls: TLSInfo | None = None
     auth_mechanisms: tuple[str, ...] = ()
     transcript: tuple[TranscriptLine, ...] = ()
+
+
+def crashed_result(relay: str, started: float, exc: Exception) -> RelayResult:
+    """The result of a probe that raised: a bug in the exporter, not a failure of the relay,
+    shown as protocol_error with the exception's type (never its text, which may hold peer
+    bytes or secrets)."""
+    return RelayResult(
+        relay=relay,
+        success=False,
+        started_at=started,
+        duration=time.time() - started,
+        reason=Reason.PROTOCOL_ERROR,
+        hint=HINTS[Reason.PROTOCOL_ERROR],
+        detail=f"exporter error: {type(exc).__name__}",
+    )

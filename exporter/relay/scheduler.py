@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from exporter.config import Config, RelayConfig
-from exporter.model import HINTS, Reason
 from exporter.relay.probe import probe_relay
-from exporter.relay.result import RelayResult
+from exporter.relay.result import RelayResult, crashed_result
 from exporter.relay.store import ResultStore
 from exporter.smtp import RefreshingTokenSource, TokenSource, token_source_for
 from exporter.tasks import (
@@ -141,15 +140,7 @@ class Scheduler:
                                        dns_timeout=self._dns_timeout, token_source=tokens)
         except Exception as exc:  # a bug in the exporter, not a failure of the relay
             log.exception("probe crashed", extra={"relay": relay.name})
-            result = RelayResult(
-                relay=relay.name,
-                success=False,
-                started_at=started,
-                duration=time.time() - started,
-                reason=Reason.PROTOCOL_ERROR,
-                hint=HINTS[Reason.PROTOCOL_ERROR],
-                detail=f"exporter error: {type(exc).__name__}",
-            )
+            result = crashed_result(relay.name, started, exc)
         if isinstance(tokens, RefreshingTokenSource):
             self._store.record_token(
                 relay.name,
