@@ -16,6 +16,7 @@ from exporter import __version__
 from exporter.canary import CanaryBlocks, CanarySnapshot, canary_families, mailbox_families
 from exporter.dns import DNSBlocks, DNSSnapshot, dns_domain_families, dns_families
 from exporter.exposition import join_blocks
+from exporter.histogram import Histogram
 from exporter.relay import RelayBlocks, Snapshot, relay_families
 from exporter.tasks import LagHistogram, SchedulingSnapshot
 
@@ -117,12 +118,7 @@ def _exporter_families(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _buckets(hist: LagHistogram) -> list[tuple[str, float]]:
-    out: list[tuple[str, float]] = []
-    running = 0
-    for bound, n in zip((*hist.bounds, float("inf")), hist.counts, strict=True):
-        running += n
-        out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-    return out
+    return Histogram(hist.bounds, hist.counts, hist.total).cumulative()
 
 
 def _scheduling_families(snap: SchedulingSnapshot) -> Iterator[Metric]:
