@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "smtp": {"__init__", "model", "peertext", "config", "diagnosis"},
     "relay": SHARED | {"smtp"},
     "canary": SHARED | {"smtp", "headers"},
-    "dns": SHARED,
+    "dns": SHARED | {"smtp"},
     "demo": set(),
     "metrics": SHARED | {"relay", "canary", "dns"},
     "web": SHARED | {"relay", "canary", "dns"},

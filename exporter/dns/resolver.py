@@ -16,6 +16,8 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from exporter.smtp import resolver_answers
+
 __all__ = ["Answer", "DNSResolver", "Outcome", "failure_message"]
 
 Outcome = Literal["ok", "nxdomain", "nodata", "servfail", "timeout", "error"]
@@ -136,7 +138,7 @@ class DNSResolver:
         """Whether the resolver replies at all (any rcode) to a query asked after ``since``;
         concurrent timeouts share one such query."""
         if self._alive_check is None or self._alive_check[0] < since:
-            task = asyncio.create_task(_any_reply(self._servers, self._timeout))
+            task = asyncio.create_task(resolver_answers(self._servers, self._timeout))
             self._alive_check = (time.monotonic(), task)
         return await asyncio.shield(self._alive_check[1])
 
@@ -197,17 +199,3 @@ def _servers(resolver: dns.asyncresolver.Resolver) -> tuple[tuple[str, int], ...
             found.append((server.address, server.port))
     return tuple(found)
 
-
-async def _any_reply(servers: tuple[tuple[str, int], ...], timeout: float) -> bool:
-    """True when any of ``servers`` replies (any rcode) to a question about the root."""
-    query = dns.message.make_query(".", "NS")
-
-    async def one(ip: str, port: int) -> bool:
-        try:
-            await dns.asyncquery.udp(query, ip, timeout=timeout, port=port,
-                                     ignore_unexpected=True)
-        except (dns.exception.DNSException, OSError, ValueError):
-            return False
-        return True
-
-    return any(await asyncio.gather(*(one(ip, port) for ip, port in servers)))

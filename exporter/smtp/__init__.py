@@ -12,6 +12,7 @@ from exporter.smtp.oauth2 import (
     TokenError,
     TokenSource,
 )
+from exporter.smtp.resolve import resolver_answers
 from exporter.smtp.session import SMTPSession
 from exporter.smtp.tlsinfo import client_context
 
@@ -27,5 +28,6 @@ __all__ = [
     "attempt",
     "authenticate",
     "client_context",
+    "resolver_answers",
     "token_source_for",
 ]
