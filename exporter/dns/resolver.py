@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import dns.asyncquery
 import dns.asyncresolver
 import dns.exception
 import dns.message
